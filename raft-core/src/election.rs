@@ -1,0 +1,107 @@
+//! Leader election (§5.2) with the up-to-date rule (§5.4.1) and pre-vote (thesis §9.6).
+
+use tracing::{debug, info};
+
+use crate::message::{MessageBody, RequestVote, RequestVoteResponse};
+use crate::quorum::VoteResult;
+use crate::raft::Raft;
+use crate::storage::Storage;
+use crate::types::{NodeId, Role, Term};
+
+impl<S: Storage> Raft<S> {
+    /// The election timer fired (or the caller forces an election).
+    pub(crate) fn campaign(&mut self) {
+        if !self.is_voter() {
+            return;
+        }
+        if self.cfg.pre_vote {
+            self.become_pre_candidate();
+            self.poll(self.id, true);
+            if self.role == Role::PreCandidate {
+                self.request_votes(true);
+            }
+        } else {
+            self.start_election();
+        }
+    }
+
+    /// The real election: bump the term, vote for ourselves, ask the others. Our own vote is
+    /// counted once it is durable (see `on_persisted`).
+    pub(crate) fn start_election(&mut self) {
+        self.become_candidate();
+        self.request_votes(false);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        let term = if pre_vote { self.term.next() } else { self.term };
+        let v = RequestVote {
+            pre_vote,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for to in self.peers().collect::<Vec<_>>() {
+            self.send_with_term(to, term, MessageBody::RequestVote(v.clone()));
+        }
+    }
+
+    pub(crate) fn handle_vote_request(&mut self, from: NodeId, term: Term, v: RequestVote) {
+        let up_to_date = self.log.is_up_to_date(v.last_log_index, v.last_log_term);
+        let grant = if v.pre_vote {
+            // Grant a pre-vote only to a node that could win (up to date, asking for a later
+            // term) and only if we have not heard from a live leader within the election
+            // timeout: a healthy leader is not disrupted (§9.6).
+            let leader_alive = !self.leader.is_none()
+                && (self.role == Role::Leader || self.election_elapsed < self.cfg.election_ticks);
+            term > self.term && up_to_date && !leader_alive
+        } else {
+            // One vote per term (§5.2). The term was already raised to the request's term.
+            let free = self.vote == from || (self.vote.is_none() && self.leader.is_none());
+            free && up_to_date
+        };
+        debug!(node = %self.id, term = %self.term, candidate = %from, pre_vote = v.pre_vote,
+               granted = grant, "vote request");
+        if grant && !v.pre_vote {
+            self.vote = from;
+            self.election_elapsed = 0;
+        }
+        // A granted pre-vote echoes the asked term so the pre-candidate does not step down; a
+        // refusal carries ours so a lagging pre-candidate learns the current term.
+        let reply_term = if grant && v.pre_vote { term } else { self.term };
+        self.send_with_term(
+            from,
+            reply_term,
+            MessageBody::RequestVoteResponse(RequestVoteResponse {
+                pre_vote: v.pre_vote,
+                granted: grant,
+            }),
+        );
+    }
+
+    pub(crate) fn handle_vote_response(&mut self, from: NodeId, v: RequestVoteResponse) {
+        let expected = if v.pre_vote { Role::PreCandidate } else { Role::Candidate };
+        if self.role == expected {
+            self.poll(from, v.granted);
+        }
+    }
+
+    /// Records a vote and acts on the result.
+    pub(crate) fn poll(&mut self, from: NodeId, granted: bool) {
+        self.votes.entry(from).or_insert(granted);
+        let votes = &self.votes;
+        match self.conf.vote_result(|id| votes.get(&id).copied()) {
+            VoteResult::Won => {
+                if self.role == Role::PreCandidate {
+                    self.start_election();
+                    // A single-voter cluster wins as soon as its own vote is durable.
+                } else {
+                    self.become_leader();
+                }
+            }
+            VoteResult::Lost => {
+                info!(node = %self.id, term = %self.term, "election lost");
+                self.become_follower(self.term, NodeId::NONE);
+            }
+            VoteResult::Pending => {}
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Typed errors at the crate boundary.
+
+use crate::types::{LogIndex, NodeId, Term};
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Node id 0 means "none".
+    #[error("node id must be non-zero")]
+    ZeroId,
+    /// Heartbeats must happen.
+    #[error("heartbeat interval must be at least one tick")]
+    ZeroHeartbeat,
+    /// Followers would time out between heartbeats.
+    #[error("heartbeat interval ({heartbeat} ticks) must be smaller than the election timeout ({election} ticks)")]
+    HeartbeatNotBelowElection {
+        /// H.
+        heartbeat: u32,
+        /// T.
+        election: u32,
+    },
+    /// No append could ever be sent.
+    #[error("max_inflight_msgs must be at least 1")]
+    ZeroInflight,
+    /// Size limits must allow some bytes.
+    #[error("size limits must be non-zero")]
+    ZeroSizeLimit,
+    /// The initial configuration must name this node or be empty (a joining node).
+    #[error("the stored configuration has no voters")]
+    NoVoters,
+}
+
+/// A storage failure, as reported by a [`crate::Storage`] implementation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The index is below the first index: the entry was compacted into a snapshot.
+    #[error("log index {0} is compacted")]
+    Compacted(LogIndex),
+    /// The index is above the last index.
+    #[error("log index {0} is not available")]
+    Unavailable(LogIndex),
+    /// Stored data failed its integrity check.
+    #[error("corrupt log data at index {index}: {detail}")]
+    Corruption {
+        /// Where.
+        index: LogIndex,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Anything else (I/O, ...).
+    #[error("storage error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a call into the node failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Proposals and read-index requests go to the leader; this node is not it.
+    #[error("not the leader (leader hint: {leader})")]
+    NotLeader {
+        /// The leader this node knows of, or [`NodeId::NONE`].
+        leader: NodeId,
+    },
+    /// The message's sender is not a member of the configuration.
+    #[error("message from unknown node {0}")]
+    UnknownPeer(NodeId),
+    /// The message is addressed to another node.
+    #[error("message for node {to} delivered to node {me}")]
+    WrongRecipient {
+        /// The recipient named in the message.
+        to: NodeId,
+        /// This node.
+        me: NodeId,
+    },
+    /// The message contradicts itself or the protocol (e.g. non-consecutive entries).
+    #[error("malformed message from {from}: {reason}")]
+    MalformedMessage {
+        /// Sender.
+        from: NodeId,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A leader asked this node to overwrite an entry it knows to be committed: one of the two
+    /// is broken. The message is refused.
+    #[error("leader {leader} (term {term}) tried to overwrite committed index {index}")]
+    CommittedConflict {
+        /// The sender.
+        leader: NodeId,
+        /// Its term.
+        term: Term,
+        /// The committed index it conflicts with.
+        index: LogIndex,
+    },
+    /// An acknowledgement that does not match what was handed out.
+    #[error("invalid acknowledgement: {0}")]
+    InvalidAck(&'static str),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

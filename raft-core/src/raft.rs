@@ -1,0 +1,358 @@
+//! The protocol state of one node and the dispatch of its inputs. The rules themselves live
+//! in concept modules: [`crate::election`], [`crate::replication`], [`crate::read_index`].
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::error::{ConfigError, Error, Result};
+use crate::log::RaftLog;
+use crate::message::{HeartbeatResponse, Message, MessageBody, RequestVoteResponse};
+use crate::progress::Progress;
+use crate::quorum::JointConfig;
+use crate::read_index::{ReadOnly, ReadState};
+use crate::rng::Rng;
+use crate::storage::Storage;
+use crate::types::{HardState, LogIndex, NodeId, Role, SoftState, Term};
+
+pub(crate) struct Raft<S> {
+    pub(crate) id: NodeId,
+    pub(crate) cfg: Config,
+    pub(crate) term: Term,
+    pub(crate) vote: NodeId,
+    pub(crate) role: Role,
+    pub(crate) leader: NodeId,
+    pub(crate) log: RaftLog<S>,
+    pub(crate) conf: JointConfig,
+    /// Per-peer replication state (leader only); includes this node.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Votes received in the current (pre-)election.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) randomized_timeout: u32,
+    rng: Rng,
+    /// Messages to send now.
+    pub(crate) msgs: Vec<Message>,
+    /// Messages to send once everything handed out so far is durable.
+    pub(crate) msgs_after_persist: Vec<Message>,
+    pub(crate) read_only: ReadOnly,
+    pub(crate) read_states: Vec<ReadState>,
+    pub(crate) failed_reads: Vec<Bytes>,
+    /// Read contexts this follower forwarded to the leader and awaits.
+    pub(crate) forwarded_reads: Vec<Bytes>,
+    /// The leader has new entries (or a new commit index) for its followers.
+    pub(crate) broadcast_pending: bool,
+    /// The last hard state known durable.
+    pub(crate) durable_hard_state: HardState,
+}
+
+impl<S: Storage> Raft<S> {
+    pub(crate) fn new(cfg: &Config, store: S, applied: LogIndex) -> Result<Self> {
+        cfg.validate()?;
+        let init = store.initial_state()?;
+        if init.conf_state.voters.is_empty() {
+            return Err(ConfigError::NoVoters.into());
+        }
+        let hs = init.hard_state;
+        let log = RaftLog::new(store, hs.commit, applied)?;
+        let mut r = Raft {
+            id: cfg.id,
+            cfg: cfg.clone(),
+            term: hs.term,
+            vote: hs.vote,
+            role: Role::Follower,
+            leader: NodeId::NONE,
+            log,
+            conf: JointConfig::simple(init.conf_state.voters.iter().copied()),
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: cfg.election_ticks,
+            rng: Rng::new(cfg.seed ^ cfg.id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            msgs: Vec::new(),
+            msgs_after_persist: Vec::new(),
+            read_only: ReadOnly::default(),
+            read_states: Vec::new(),
+            failed_reads: Vec::new(),
+            forwarded_reads: Vec::new(),
+            broadcast_pending: false,
+            durable_hard_state: hs,
+        };
+        r.reset_timers();
+        info!(node = %r.id, term = %r.term, commit = %r.log.committed,
+              last_index = %r.log.last_index(), "raft node started");
+        Ok(r)
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+
+    pub(crate) fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            leader: self.leader,
+        }
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + use<S> {
+        let me = self.id;
+        self.conf.ids().into_iter().filter(move |&id| id != me)
+    }
+
+    pub(crate) fn is_voter(&self) -> bool {
+        self.conf.contains(self.id)
+    }
+
+    /// The leader's commit index counts only entries of its own term (§5.4.2).
+    pub(crate) fn committed_in_current_term(&self) -> bool {
+        self.log.term(self.log.committed).is_ok_and(|t| t == self.term)
+    }
+
+    pub(crate) fn reset_timers(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_timeout = self
+            .rng
+            .range(self.cfg.election_ticks, 2 * self.cfg.election_ticks);
+    }
+
+    /// Leaves whatever role this node had; returns the reads it can no longer serve.
+    fn reset(&mut self, term: Term) {
+        if term != self.term {
+            self.term = term;
+            self.vote = NodeId::NONE;
+        }
+        self.leader = NodeId::NONE;
+        self.votes.clear();
+        self.progress.clear();
+        self.broadcast_pending = false;
+        self.reset_timers();
+        self.fail_pending_reads();
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        let was = self.soft_state();
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+        if was.role != Role::Follower || was.leader != leader {
+            info!(node = %self.id, term = %self.term, leader = %leader, "became follower");
+        }
+    }
+
+    pub(crate) fn become_pre_candidate(&mut self) {
+        // The term does not change: a pre-candidate that cannot win disturbs nobody (§9.6).
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::PreCandidate;
+        debug!(node = %self.id, term = %self.term, "became pre-candidate");
+    }
+
+    pub(crate) fn become_candidate(&mut self) {
+        let term = self.term.next();
+        self.reset(term);
+        self.role = Role::Candidate;
+        self.vote = self.id;
+        info!(node = %self.id, term = %self.term, "became candidate");
+    }
+
+    pub(crate) fn become_leader(&mut self) {
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::Leader;
+        self.leader = self.id;
+        let next = self.log.last_index().next();
+        for id in self.conf.ids() {
+            let mut p = Progress::new(next, self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
+            if id == self.id {
+                p.matched = self.log.durable;
+                p.become_replicate();
+            }
+            self.progress.insert(id, p);
+        }
+        info!(node = %self.id, term = %self.term, last_index = %self.log.last_index(), "became leader");
+        // A no-op of the new term lets earlier entries commit promptly (§5.4.2, §8).
+        self.append_noop();
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_with_term(to, self.term, body);
+    }
+
+    pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let m = Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        };
+        // Answers that promise something about this node's durable state (a vote, entries
+        // appended) wait until that state is durable (§5.1: "respond after persisting").
+        let after_persist = matches!(
+            &m.body,
+            MessageBody::AppendEntriesResponse(_)
+                | MessageBody::RequestVoteResponse(RequestVoteResponse { pre_vote: false, .. })
+        );
+        if after_persist {
+            self.msgs_after_persist.push(m);
+        } else {
+            self.msgs.push(m);
+        }
+    }
+
+    pub(crate) fn tick(&mut self) {
+        match self.role {
+            Role::Leader => {
+                self.heartbeat_elapsed += 1;
+                if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+                    self.heartbeat_elapsed = 0;
+                    self.broadcast_heartbeat();
+                }
+            }
+            _ => {
+                self.election_elapsed += 1;
+                if self.election_elapsed >= self.randomized_timeout && self.is_voter() {
+                    self.election_elapsed = 0;
+                    self.campaign();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn step(&mut self, m: Message) -> Result<()> {
+        crate::validate::check(self.id, &m)?;
+        if !self.conf.contains(m.from) {
+            return Err(Error::UnknownPeer(m.from));
+        }
+        if m.term > self.term {
+            match &m.body {
+                // A pre-vote does not change anybody's term (§9.6); a granted pre-vote answer
+                // echoes the term we would campaign in.
+                MessageBody::RequestVote(v) if v.pre_vote => {}
+                MessageBody::RequestVoteResponse(v) if v.pre_vote && v.granted => {}
+                MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+                    self.become_follower(m.term, m.from)
+                }
+                _ => self.become_follower(m.term, NodeId::NONE),
+            }
+        } else if m.term < self.term {
+            // A stale message: answer only where the answer tells the sender it is behind,
+            // and never touch the election timer.
+            match &m.body {
+                MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+                    self.send(m.from, MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }));
+                }
+                MessageBody::RequestVote(v) if v.pre_vote => {
+                    self.send(
+                        m.from,
+                        MessageBody::RequestVoteResponse(RequestVoteResponse {
+                            pre_vote: true,
+                            granted: false,
+                        }),
+                    );
+                }
+                _ => {}
+            }
+            debug!(node = %self.id, term = %self.term, from = %m.from, msg_term = %m.term,
+                   kind = m.body.name(), "ignored stale message");
+            return Ok(());
+        }
+
+        match m.body {
+            MessageBody::RequestVote(v) => self.handle_vote_request(m.from, m.term, v),
+            MessageBody::RequestVoteResponse(v) => self.handle_vote_response(m.from, v),
+            MessageBody::AppendEntries(a) => {
+                if self.accept_leader(m.from) {
+                    self.handle_append(m.from, a)?;
+                }
+            }
+            MessageBody::Heartbeat(h) => {
+                if self.accept_leader(m.from) {
+                    self.handle_heartbeat(m.from, h);
+                }
+            }
+            MessageBody::AppendEntriesResponse(r) => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(m.from, r);
+                }
+            }
+            MessageBody::HeartbeatResponse(r) => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(m.from, r);
+                }
+            }
+            MessageBody::ReadIndex(r) => self.handle_read_index_request(m.from, r),
+            MessageBody::ReadIndexResponse(r) => self.handle_read_index_response(r),
+        }
+        Ok(())
+    }
+
+    /// A message from the leader of our term: followers reset their election timer;
+    /// (pre-)candidates step down (§5.2). Returns false when it must be ignored.
+    fn accept_leader(&mut self, from: NodeId) -> bool {
+        match self.role {
+            Role::Leader => {
+                // Election safety makes this impossible with a correct peer.
+                tracing::error!(node = %self.id, term = %self.term, from = %from,
+                                "second leader in the same term; message ignored");
+                false
+            }
+            Role::Candidate | Role::PreCandidate => {
+                self.become_follower(self.term, from);
+                true
+            }
+            Role::Follower => {
+                if self.leader != from {
+                    if !self.leader.is_none() {
+                        tracing::error!(node = %self.id, term = %self.term, from = %from,
+                                        leader = %self.leader, "two leaders in one term");
+                        return false;
+                    }
+                    self.leader = from;
+                    info!(node = %self.id, term = %self.term, leader = %from, "leader known");
+                }
+                self.election_elapsed = 0;
+                true
+            }
+        }
+    }
+
+    /// Acknowledgement from the caller: the hard state `hs` is durable and entries up to
+    /// `last` (if any were handed out) too.
+    pub(crate) fn on_persisted(&mut self, hs: Option<HardState>, last: Option<(LogIndex, Term)>) {
+        if let Some((index, term)) = last {
+            self.log.persisted_to(index, term);
+        }
+        if let Some(hs) = hs {
+            self.durable_hard_state = hs;
+        }
+        match self.role {
+            Role::Leader => {
+                let durable = self.log.durable;
+                if let Some(p) = self.progress.get_mut(&self.id)
+                    && p.maybe_update(durable)
+                {
+                    self.maybe_commit();
+                }
+            }
+            Role::Candidate => {
+                // Our own vote counts only once it is durable: a candidate that crashed before
+                // could vote for someone else in the same term after restart.
+                let d = self.durable_hard_state;
+                if d.term == self.term && d.vote == self.id && !self.votes.contains_key(&self.id) {
+                    self.poll(self.id, true);
+                }
+            }
+            _ => {}
+        }
+    }
+}

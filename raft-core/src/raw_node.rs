@@ -1,0 +1,326 @@
+//! The caller's handle: feed inputs, take a [`Ready`] of effects, acknowledge what was done.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::progress::ProgressState;
+use crate::raft::Raft;
+use crate::read_index::ReadState;
+use crate::storage::Storage;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SoftState, Term};
+
+/// One batch of effects. Handle it in this order:
+///
+/// 1. send `messages` (they do not depend on local durability: the leader replicates while
+///    its own write is in flight, thesis §10.2.1);
+/// 2. persist `entries` (an append at `entries[0].index` replaces every stored entry from
+///    there on) and `hard_state` — atomically, or entries first;
+/// 3. once that is durable, send `persisted_messages` and call
+///    [`RawNode::on_persisted`] with `number` (readies are acknowledged in order);
+/// 4. apply `committed_entries` in order and call [`RawNode::on_applied`];
+/// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`.
+///
+/// Steps 2–3 and 4 may run asynchronously; further readies can be taken meanwhile.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Ready {
+    /// Identifies this ready in [`RawNode::on_persisted`].
+    pub number: u64,
+    /// Role or leader changed.
+    pub soft_state: Option<SoftState>,
+    /// Hard state to persist, when it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist.
+    pub entries: Vec<Entry>,
+    /// Messages to send now.
+    pub messages: Vec<Message>,
+    /// Messages to send only after this ready's writes are durable.
+    pub persisted_messages: Vec<Message>,
+    /// Entries to apply to the state machine, in order.
+    pub committed_entries: Vec<Entry>,
+    /// Reads that may be served once applied reaches their index.
+    pub read_states: Vec<ReadState>,
+    /// Read contexts that cannot be served (leadership changed): retry elsewhere.
+    pub failed_reads: Vec<Bytes>,
+}
+
+impl Ready {
+    /// Whether steps 2–3 have anything to write.
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || !self.entries.is_empty()
+    }
+}
+
+/// What a ready promised to persist, kept until acknowledged.
+struct InFlight {
+    number: u64,
+    hard_state: Option<HardState>,
+    last: Option<(LogIndex, Term)>,
+}
+
+/// A Raft node without I/O, time or threads.
+///
+/// ```
+/// use raft_core::{Config, ConfState, MemStorage, NodeId, RawNode, Role};
+///
+/// // A one-node cluster elects itself and commits a proposal.
+/// let store = MemStorage::new(ConfState::new([NodeId(1)]));
+/// let mut node = RawNode::new(&Config::new(NodeId(1)), store).unwrap();
+/// node.campaign();
+/// let mut applied = Vec::new();
+/// for _ in 0..4 {
+///     let rd = node.ready();
+///     node.store_mut().append(&rd.entries).unwrap();
+///     if let Some(hs) = rd.hard_state {
+///         node.store_mut().set_hard_state(hs);
+///     }
+///     node.on_persisted(rd.number).unwrap();
+///     for e in &rd.committed_entries {
+///         applied.push(e.data.clone());
+///         node.on_applied(e.index).unwrap();
+///     }
+///     if node.status().role == Role::Leader && applied.is_empty() {
+///         node.propose(b"hello".to_vec().into()).unwrap();
+///     }
+/// }
+/// assert!(applied.iter().any(|d| &d[..] == b"hello"));
+/// ```
+pub struct RawNode<S> {
+    raft: Raft<S>,
+    prev_soft: SoftState,
+    prev_hard: HardState,
+    next_number: u64,
+    in_flight: VecDeque<InFlight>,
+}
+
+/// A peer as the leader sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer.
+    pub id: NodeId,
+    /// Highest index known to match.
+    pub matched: LogIndex,
+    /// Next index to send.
+    pub next: LogIndex,
+    /// Replication state.
+    pub state: ProgressState,
+}
+
+/// A snapshot of a node's state for metrics, admin commands and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Current term.
+    pub term: Term,
+    /// Vote in the current term.
+    pub vote: NodeId,
+    /// Role.
+    pub role: Role,
+    /// Known leader.
+    pub leader: NodeId,
+    /// Commit index.
+    pub commit: LogIndex,
+    /// Highest index acknowledged applied.
+    pub applied: LogIndex,
+    /// Highest index acknowledged durable.
+    pub durable: LogIndex,
+    /// First index in the log.
+    pub first_index: LogIndex,
+    /// Last index in the log.
+    pub last_index: LogIndex,
+    /// Per-peer replication state (leader only).
+    pub peers: Vec<PeerStatus>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// A node over `store`, restarting from its persisted state. The state machine is assumed
+    /// empty (applied = the compaction point); use [`RawNode::with_applied`] when it persists
+    /// its applied index.
+    pub fn new(config: &Config, store: S) -> Result<Self> {
+        Self::with_applied(config, store, LogIndex(0))
+    }
+
+    /// Like [`RawNode::new`] for a state machine that has applied up to `applied`: only later
+    /// entries are handed out to apply.
+    pub fn with_applied(config: &Config, store: S, applied: LogIndex) -> Result<Self> {
+        let raft = Raft::new(config, store, applied)?;
+        let prev_hard = raft.hard_state();
+        Ok(RawNode {
+            prev_soft: raft.soft_state(),
+            prev_hard,
+            raft,
+            next_number: 1,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Starts an election now (pre-vote first when enabled).
+    pub fn campaign(&mut self) {
+        if self.raft.role != Role::Leader {
+            self.raft.campaign();
+        }
+    }
+
+    /// Handles a message from a peer.
+    pub fn step(&mut self, m: Message) -> Result<()> {
+        self.raft.step(m)
+    }
+
+    /// Proposes one entry; returns its `(index, term)`. It is committed when an entry at that
+    /// index with that term is handed out in `committed_entries`.
+    pub fn propose(&mut self, data: Bytes) -> Result<(LogIndex, Term)> {
+        self.raft.propose(vec![data])
+    }
+
+    /// Proposes several entries at once; returns the `(index, term)` of the last one.
+    pub fn propose_batch(&mut self, data: Vec<Bytes>) -> Result<(LogIndex, Term)> {
+        if data.is_empty() {
+            return Ok((self.raft.log.last_index(), self.raft.term));
+        }
+        self.raft.propose(data)
+    }
+
+    /// Requests a linearizable read index for `ctx` (on a follower, from the leader).
+    pub fn read_index(&mut self, ctx: Bytes) -> Result<()> {
+        self.raft.read_index(ctx)
+    }
+
+    /// Whether [`RawNode::ready`] has anything to hand out.
+    pub fn has_ready(&self) -> bool {
+        let r = &self.raft;
+        r.soft_state() != self.prev_soft
+            || r.hard_state() != self.prev_hard
+            || r.log.has_unpersisted()
+            || !r.msgs.is_empty()
+            || !r.msgs_after_persist.is_empty()
+            || r.log.has_committed_to_apply()
+            || !r.read_states.is_empty()
+            || !r.failed_reads.is_empty()
+            || (r.role == Role::Leader && r.broadcast_pending)
+            || r.reads_ready_to_start()
+    }
+
+    /// Takes the pending effects.
+    pub fn ready(&mut self) -> Ready {
+        let r = &mut self.raft;
+        if r.role == Role::Leader {
+            r.flush_reads();
+            if r.broadcast_pending {
+                r.broadcast_append();
+            }
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+
+        let soft = r.soft_state();
+        let soft_state = (soft != self.prev_soft).then_some(soft);
+        self.prev_soft = soft;
+        let hard = r.hard_state();
+        let hard_state = (hard != self.prev_hard).then_some(hard);
+        self.prev_hard = hard;
+
+        let entries = r.log.take_unpersisted();
+        let committed_entries = r.log.take_committed(r.cfg.max_apply_bytes).unwrap_or_else(|e| {
+            tracing::error!(node = %r.id, error = %e, "cannot read committed entries");
+            Vec::new()
+        });
+        let last = entries.last().map(|e| (e.index, e.term));
+        self.in_flight.push_back(InFlight {
+            number,
+            hard_state,
+            last,
+        });
+        Ready {
+            number,
+            soft_state,
+            hard_state,
+            entries,
+            messages: std::mem::take(&mut r.msgs),
+            persisted_messages: std::mem::take(&mut r.msgs_after_persist),
+            committed_entries,
+            read_states: std::mem::take(&mut r.read_states),
+            failed_reads: std::mem::take(&mut r.failed_reads),
+        }
+    }
+
+    /// Acknowledges that ready `number` (and every earlier one) is durable.
+    pub fn on_persisted(&mut self, number: u64) -> Result<()> {
+        if number >= self.next_number {
+            return Err(Error::InvalidAck("ready number was never handed out"));
+        }
+        while self.in_flight.front().is_some_and(|f| f.number <= number) {
+            // The loop condition just checked that a front element exists.
+            let f = self.in_flight.pop_front().expect("front exists");
+            self.raft.on_persisted(f.hard_state, f.last);
+        }
+        Ok(())
+    }
+
+    /// Acknowledges that the state machine applied every entry up to `index`.
+    pub fn on_applied(&mut self, index: LogIndex) -> Result<()> {
+        let log = &mut self.raft.log;
+        if index > log.applying {
+            return Err(Error::InvalidAck("applied beyond the entries handed out"));
+        }
+        log.applied = log.applied.max(index);
+        Ok(())
+    }
+
+    /// The node's state.
+    pub fn status(&self) -> Status {
+        let r = &self.raft;
+        Status {
+            id: r.id,
+            term: r.term,
+            vote: r.vote,
+            role: r.role,
+            leader: r.leader,
+            commit: r.log.committed,
+            applied: r.log.applied,
+            durable: r.log.durable,
+            first_index: r.log.first_index(),
+            last_index: r.log.last_index(),
+            peers: r
+                .progress
+                .iter()
+                .map(|(&id, p)| PeerStatus {
+                    id,
+                    matched: p.matched,
+                    next: p.next,
+                    state: p.state,
+                })
+                .collect(),
+        }
+    }
+
+    /// The entries in `[lo, hi)` of this node's log (durable or not), for inspection.
+    pub fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>> {
+        Ok(self.raft.log.slice(lo, hi, u64::MAX)?)
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &S {
+        &self.raft.log.store
+    }
+
+    /// The storage, for the caller's writes.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.raft.log.store
+    }
+
+    /// Consumes the node, returning its storage (e.g. to restart it).
+    pub fn into_store(self) -> S {
+        self.raft.log.store
+    }
+}

@@ -1,0 +1,333 @@
+//! Log replication (§5.3): the leader's side (proposals, appends paced by progress, the
+//! commit rule) and the follower's side (the consistency check, conflict truncation and the
+//! conflict hint).
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse, MessageBody,
+};
+use crate::progress::ProgressState;
+use crate::raft::Raft;
+use crate::storage::Storage;
+use crate::types::{Entry, EntryKind, LogIndex, NodeId, Role, Term};
+
+impl<S: Storage> Raft<S> {
+    // ---- leader ----
+
+    pub(crate) fn propose(&mut self, data: Vec<Bytes>) -> Result<(LogIndex, Term)> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let mut index = self.log.last_index();
+        let entries = data
+            .into_iter()
+            .map(|d| {
+                index = index.next();
+                Entry::new(self.term, index, d)
+            })
+            .collect();
+        self.append_local(entries);
+        Ok((index, self.term))
+    }
+
+    pub(crate) fn append_noop(&mut self) {
+        let e = Entry {
+            term: self.term,
+            index: self.log.last_index().next(),
+            kind: EntryKind::Noop,
+            data: Bytes::new(),
+        };
+        self.append_local(vec![e]);
+    }
+
+    /// Appends to the leader's log. The entries go out to followers when the caller next takes
+    /// a [`crate::Ready`], so proposals made together share one AppendEntries per follower.
+    fn append_local(&mut self, entries: Vec<Entry>) {
+        self.log.append(entries);
+        self.broadcast_pending = true;
+        // A single-voter cluster commits as soon as its own write is durable (see on_persisted).
+    }
+
+    /// Sends what each follower is missing (or just the new commit index).
+    pub(crate) fn broadcast_append(&mut self) {
+        self.broadcast_pending = false;
+        for to in self.peers().collect::<Vec<_>>() {
+            self.send_append(to, true);
+        }
+    }
+
+    /// Sends the next AppendEntries to `to` unless its progress is paused. Without new entries
+    /// an empty append is sent only when `carry_commit` and the follower has not yet been told
+    /// the current commit index.
+    pub(crate) fn send_append(&mut self, to: NodeId, carry_commit: bool) {
+        let last = self.log.last_index();
+        let committed = self.log.committed;
+        let Some(pr) = self.progress.get(&to) else { return };
+        if pr.is_paused() {
+            return;
+        }
+        let next = pr.next;
+        let has_new = next <= last;
+        let probing = pr.state == ProgressState::Probe;
+        if !has_new && !probing && !(carry_commit && pr.sent_commit < committed) {
+            return;
+        }
+        let prev = next.prev();
+        let prev_term = match self.log.term(prev) {
+            Ok(t) => t,
+            Err(e) => {
+                // The follower needs entries we compacted: snapshots arrive with the snapshot
+                // issue. Until then there is nothing we can send it.
+                warn!(node = %self.id, peer = %to, index = %prev, error = %e,
+                      "cannot replicate: previous entry unavailable");
+                return;
+            }
+        };
+        let entries = if has_new {
+            match self.log.slice(next, last.next(), self.cfg.max_size_per_msg) {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!(node = %self.id, peer = %to, index = %next, error = %e,
+                          "cannot read entries to replicate");
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let bytes: u64 = entries.iter().map(Entry::size).sum();
+        let last_sent = entries.last().map(|e| e.index);
+        // Progress exists: checked at the top and nothing removed it since.
+        let pr = self.progress.get_mut(&to).expect("progress exists");
+        pr.sent(last_sent, bytes);
+        pr.sent_commit = committed;
+        self.send(
+            to,
+            MessageBody::AppendEntries(AppendEntries {
+                prev_log_index: prev,
+                prev_log_term: prev_term,
+                entries,
+                leader_commit: committed,
+            }),
+        );
+    }
+
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.read_only.last_round();
+        for to in self.peers().collect::<Vec<_>>() {
+            let matched = self.progress.get(&to).map_or(LogIndex(0), |p| p.matched);
+            // Never tell a follower to commit past what it is known to hold.
+            let commit = self.log.committed.min(matched);
+            self.send(
+                to,
+                MessageBody::Heartbeat(Heartbeat {
+                    commit,
+                    read_round: round,
+                }),
+            );
+        }
+    }
+
+    pub(crate) fn handle_append_response(&mut self, from: NodeId, r: AppendEntriesResponse) {
+        match r.reject {
+            None => {
+                if r.index > self.log.last_index() {
+                    warn!(node = %self.id, peer = %from, index = %r.index,
+                          "append response beyond our log ignored");
+                    return;
+                }
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                if pr.maybe_update(r.index) {
+                    if pr.state == ProgressState::Probe {
+                        pr.become_replicate();
+                    }
+                    if self.maybe_commit() {
+                        self.broadcast_pending = true;
+                    }
+                }
+                // Keep the pipeline full.
+                self.send_append(from, false);
+            }
+            Some(hint) => {
+                let hint_next = self.next_from_hint(r.index, hint);
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                if pr.maybe_decrease(r.index, hint_next) {
+                    debug!(node = %self.id, peer = %from, rejected = %r.index,
+                           next = %pr.next, "follower rejected append; backing off");
+                    self.send_append(from, false);
+                }
+            }
+        }
+    }
+
+    /// Where to probe next after a rejection of `prev_log_index = rejected` with `hint`:
+    /// skip the follower's whole conflicting term in one step, and further if our own log
+    /// shows where that term ends for us.
+    fn next_from_hint(&self, rejected: LogIndex, hint: ConflictHint) -> LogIndex {
+        let Some(term) = hint.term else {
+            return hint.index;
+        };
+        // The last index at or below `rejected` where our term is <= the follower's conflict
+        // term. If that entry has exactly that term, we share the term up to there.
+        let mut i = rejected.min(self.log.last_index());
+        while i > LogIndex(0) {
+            match self.log.term(i) {
+                Ok(t) if t > term => i = i.prev(),
+                Ok(t) if t == term => return i.next(),
+                _ => break,
+            }
+        }
+        hint.index
+    }
+
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, r: HeartbeatResponse) {
+        self.read_only.ack(from, r.read_round);
+        self.release_reads();
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        match pr.state {
+            ProgressState::Probe => pr.probe_sent = false,
+            ProgressState::Replicate => {
+                // No progress over a whole heartbeat interval with entries outstanding: an
+                // append was lost. Find the match again instead of waiting forever.
+                if pr.matched < last && pr.matched == pr.matched_at_last_heartbeat {
+                    pr.become_probe();
+                }
+            }
+            ProgressState::Snapshot => {}
+        }
+        pr.matched_at_last_heartbeat = pr.matched;
+        if pr.matched < last {
+            self.send_append(from, false);
+        }
+    }
+
+    /// Advances the commit index to the largest index durable on a quorum, if that entry is of
+    /// the current term (§5.4.2: never commit an earlier term's entry by counting replicas).
+    pub(crate) fn maybe_commit(&mut self) -> bool {
+        let progress = &self.progress;
+        let idx = self
+            .conf
+            .committed(|id| progress.get(&id).map_or(0, |p| p.matched.get()));
+        let idx = LogIndex(idx);
+        if idx <= self.log.committed || !self.log.match_term(idx, self.term) {
+            return false;
+        }
+        self.log.commit_to(idx);
+        debug!(node = %self.id, term = %self.term, index = %idx, "committed");
+        // Reads waiting for the first commit of this term may start now.
+        true
+    }
+
+    // ---- follower ----
+
+    pub(crate) fn handle_append(&mut self, from: NodeId, a: AppendEntries) -> Result<()> {
+        let AppendEntries {
+            mut prev_log_index,
+            mut prev_log_term,
+            mut entries,
+            leader_commit,
+        } = a;
+        let committed = self.log.committed;
+        // Entries up to our commit index match the leader's log (Leader Completeness, §5.4):
+        // skip them. This also covers a prefix we already compacted away.
+        if prev_log_index < committed {
+            let skip = (committed.get() - prev_log_index.get()).min(entries.len() as u64) as usize;
+            if skip == entries.len() {
+                let index = prev_log_index.plus(entries.len() as u64);
+                self.respond_append(from, index, None);
+                return Ok(());
+            }
+            if skip > 0 {
+                prev_log_term = entries[skip - 1].term;
+                prev_log_index = entries[skip - 1].index;
+                entries.drain(..skip);
+            }
+        }
+        if !self.log.match_term(prev_log_index, prev_log_term) {
+            let hint = self.conflict_hint(prev_log_index);
+            debug!(node = %self.id, term = %self.term, leader = %from, prev = %prev_log_index,
+                   ?hint, "rejected append");
+            self.respond_append(from, prev_log_index, Some(hint));
+            return Ok(());
+        }
+        let last_new = prev_log_index.plus(entries.len() as u64);
+        // Skip entries we already hold with the same term; truncate only at a real conflict,
+        // so stale, duplicated or reordered appends never shorten the log (§5.3).
+        let last = self.log.last_index();
+        let mut first_new = entries.len();
+        for (i, e) in entries.iter().enumerate() {
+            if e.index > last || !self.log.match_term(e.index, e.term) {
+                first_new = i;
+                break;
+            }
+        }
+        if first_new < entries.len() {
+            let at = entries[first_new].index;
+            if at <= self.log.committed {
+                return Err(Error::CommittedConflict {
+                    leader: from,
+                    term: self.term,
+                    index: at,
+                });
+            }
+            if at <= last {
+                warn!(node = %self.id, term = %self.term, index = %at, "truncating conflicting log suffix");
+            }
+            self.log.truncate_and_append(&entries[first_new..]);
+        }
+        self.log.commit_to(leader_commit.min(last_new));
+        self.respond_append(from, last_new, None);
+        Ok(())
+    }
+
+    fn respond_append(&mut self, to: NodeId, index: LogIndex, reject: Option<ConflictHint>) {
+        self.send(
+            to,
+            MessageBody::AppendEntriesResponse(AppendEntriesResponse { index, reject }),
+        );
+    }
+
+    /// The hint for a rejected `prev`: our conflicting term and the first index we hold for
+    /// it, or our last index + 1 when our log is shorter.
+    fn conflict_hint(&self, prev: LogIndex) -> ConflictHint {
+        let last = self.log.last_index();
+        if prev > last {
+            return ConflictHint {
+                term: None,
+                index: last.next(),
+            };
+        }
+        let Ok(term) = self.log.term(prev) else {
+            return ConflictHint {
+                term: None,
+                index: self.log.committed.next(),
+            };
+        };
+        // Entries up to the commit index match the leader, so the scan stops above it.
+        let floor = self.log.committed.next().max(self.log.first_index());
+        let mut first = prev;
+        while first > floor && self.log.match_term(first.prev(), term) {
+            first = first.prev();
+        }
+        ConflictHint {
+            term: Some(term),
+            index: first,
+        }
+    }
+
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, h: Heartbeat) {
+        self.log.commit_to(h.commit);
+        self.send(
+            from,
+            MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round: h.read_round,
+            }),
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Checks a received message for internal consistency before any rule sees it, so a
+//! malformed or hostile message gets a typed error instead of reaching an invariant.
+
+use crate::error::{Error, Result};
+use crate::message::{Message, MessageBody};
+use crate::types::{NodeId, Term};
+
+pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::MalformedMessage {
+            from: m.from,
+            reason,
+        })
+    };
+    if m.to != me {
+        return Err(Error::WrongRecipient { to: m.to, me });
+    }
+    if m.from.is_none() || m.from == me {
+        return bad("sender is none or this node");
+    }
+    if m.term == Term(0) {
+        return bad("term 0");
+    }
+    match &m.body {
+        MessageBody::RequestVote(v) => {
+            if v.last_log_term > m.term {
+                return bad("last log term above the message term");
+            }
+        }
+        MessageBody::AppendEntries(a) => {
+            if a.prev_log_term > m.term {
+                return bad("prev log term above the message term");
+            }
+            if a.prev_log_index.get().checked_add(a.entries.len() as u64).is_none() {
+                return bad("entry indexes overflow");
+            }
+            let mut expect = a.prev_log_index.next();
+            let mut term = a.prev_log_term;
+            for e in &a.entries {
+                if e.index != expect {
+                    return bad("entries are not consecutive after prev_log_index");
+                }
+                if e.term < term || e.term > m.term {
+                    return bad("entry terms not between prev_log_term and the message term");
+                }
+                expect = expect.next();
+                term = e.term;
+            }
+        }
+        MessageBody::AppendEntriesResponse(r) => {
+            if let Some(h) = r.reject
+                && h.index.get() == 0
+            {
+                return bad("conflict hint index 0");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
