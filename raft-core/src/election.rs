@@ -33,7 +33,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn request_votes(&mut self, pre_vote: bool) {
-        let term = if pre_vote { self.term.next() } else { self.term };
+        let term = if pre_vote {
+            self.term.next()
+        } else {
+            self.term
+        };
         let v = RequestVote {
             pre_vote,
             last_log_index: self.log.last_index(),
@@ -78,7 +82,11 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn handle_vote_response(&mut self, from: NodeId, v: RequestVoteResponse) {
-        let expected = if v.pre_vote { Role::PreCandidate } else { Role::Candidate };
+        let expected = if v.pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
         if self.role == expected {
             self.poll(from, v.granted);
         }

@@ -13,7 +13,9 @@ pub enum ConfigError {
     #[error("heartbeat interval must be at least one tick")]
     ZeroHeartbeat,
     /// Followers would time out between heartbeats.
-    #[error("heartbeat interval ({heartbeat} ticks) must be smaller than the election timeout ({election} ticks)")]
+    #[error(
+        "heartbeat interval ({heartbeat} ticks) must be smaller than the election timeout ({election} ticks)"
+    )]
     HeartbeatNotBelowElection {
         /// H.
         heartbeat: u32,

@@ -26,7 +26,11 @@ pub(crate) struct RaftLog<S> {
 }
 
 impl<S: Storage> RaftLog<S> {
-    pub(crate) fn new(store: S, committed: LogIndex, applied: LogIndex) -> Result<Self, StorageError> {
+    pub(crate) fn new(
+        store: S,
+        committed: LogIndex,
+        applied: LogIndex,
+    ) -> Result<Self, StorageError> {
         let first = store.first_index()?;
         let last = store.last_index()?;
         // A restarted node knows its commit index from its hard state, but it can never be
@@ -131,7 +135,11 @@ impl<S: Storage> RaftLog<S> {
 
     /// Appends entries that directly follow our last entry (a leader's proposals).
     pub(crate) fn append(&mut self, entries: Vec<Entry>) {
-        debug_assert!(entries.first().is_none_or(|e| e.index == self.last_index().next()));
+        debug_assert!(
+            entries
+                .first()
+                .is_none_or(|e| e.index == self.last_index().next())
+        );
         self.unstable.extend(entries);
     }
 

@@ -61,6 +61,7 @@ impl Inflights {
         self.queue.len() >= self.max_count || (self.max_bytes > 0 && self.bytes >= self.max_bytes)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }

@@ -141,9 +141,14 @@ mod tests {
             (&[], &[], u64::MAX),
         ];
         for (voters, acked, want) in cases {
-            let m: BTreeMap<NodeId, u64> = ids(voters).into_iter().zip(acked.iter().copied()).collect();
+            let m: BTreeMap<NodeId, u64> =
+                ids(voters).into_iter().zip(acked.iter().copied()).collect();
             let c = MajorityConfig::new(ids(voters));
-            assert_eq!(c.committed(|id| m[&id]), *want, "voters {voters:?} acked {acked:?}");
+            assert_eq!(
+                c.committed(|id| m[&id]),
+                *want,
+                "voters {voters:?} acked {acked:?}"
+            );
         }
     }
 
@@ -164,7 +169,8 @@ mod tests {
             (&[1, 2, 3, 4, 5], &[1, 1, 1, 0, 0], Won),
         ];
         for (voters, votes, want) in cases {
-            let m: BTreeMap<NodeId, u8> = ids(voters).into_iter().zip(votes.iter().copied()).collect();
+            let m: BTreeMap<NodeId, u8> =
+                ids(voters).into_iter().zip(votes.iter().copied()).collect();
             let c = MajorityConfig::new(ids(voters));
             let got = c.vote_result(|id| match m[&id] {
                 1 => Some(true),

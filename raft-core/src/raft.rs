@@ -114,7 +114,9 @@ impl<S: Storage> Raft<S> {
 
     /// The leader's commit index counts only entries of its own term (§5.4.2).
     pub(crate) fn committed_in_current_term(&self) -> bool {
-        self.log.term(self.log.committed).is_ok_and(|t| t == self.term)
+        self.log
+            .term(self.log.committed)
+            .is_ok_and(|t| t == self.term)
     }
 
     pub(crate) fn reset_timers(&mut self) {
@@ -172,7 +174,11 @@ impl<S: Storage> Raft<S> {
         self.leader = self.id;
         let next = self.log.last_index().next();
         for id in self.conf.ids() {
-            let mut p = Progress::new(next, self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
+            let mut p = Progress::new(
+                next,
+                self.cfg.max_inflight_msgs,
+                self.cfg.max_inflight_bytes,
+            );
             if id == self.id {
                 p.matched = self.log.durable;
                 p.become_replicate();
@@ -200,7 +206,10 @@ impl<S: Storage> Raft<S> {
         let after_persist = matches!(
             &m.body,
             MessageBody::AppendEntriesResponse(_)
-                | MessageBody::RequestVoteResponse(RequestVoteResponse { pre_vote: false, .. })
+                | MessageBody::RequestVoteResponse(RequestVoteResponse {
+                    pre_vote: false,
+                    ..
+                })
         );
         if after_persist {
             self.msgs_after_persist.push(m);
@@ -249,7 +258,10 @@ impl<S: Storage> Raft<S> {
             // and never touch the election timer.
             match &m.body {
                 MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
-                    self.send(m.from, MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }));
+                    self.send(
+                        m.from,
+                        MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }),
+                    );
                 }
                 MessageBody::RequestVote(v) if v.pre_vote => {
                     self.send(

@@ -231,10 +231,13 @@ impl<S: Storage> RawNode<S> {
         self.prev_hard = hard;
 
         let entries = r.log.take_unpersisted();
-        let committed_entries = r.log.take_committed(r.cfg.max_apply_bytes).unwrap_or_else(|e| {
-            tracing::error!(node = %r.id, error = %e, "cannot read committed entries");
-            Vec::new()
-        });
+        let committed_entries = r
+            .log
+            .take_committed(r.cfg.max_apply_bytes)
+            .unwrap_or_else(|e| {
+                tracing::error!(node = %r.id, error = %e, "cannot read committed entries");
+                Vec::new()
+            });
         let last = entries.last().map(|e| (e.index, e.term));
         self.in_flight.push_back(InFlight {
             number,

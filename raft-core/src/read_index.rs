@@ -11,7 +11,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::types::{LogIndex, NodeId};
+use crate::error::{Error, Result};
+use crate::message::{MessageBody, ReadIndexRequest, ReadIndexResponse};
+use crate::raft::Raft;
+use crate::storage::Storage;
+use crate::types::{LogIndex, NodeId, Role};
 
 /// A read that may now be served once the applied index reaches `index`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,12 +115,6 @@ impl ReadOnly {
     }
 }
 
-use crate::error::{Error, Result};
-use crate::message::{MessageBody, ReadIndexResponse};
-use crate::raft::Raft;
-use crate::storage::Storage;
-use crate::types::Role;
-
 impl<S: Storage> Raft<S> {
     /// Asks for a read index for `ctx`. The answer comes as a [`ReadState`] (or a failed
     /// read) in a later [`crate::Ready`].
@@ -132,15 +130,11 @@ impl<S: Storage> Raft<S> {
         }
         self.forwarded_reads.push(ctx.clone());
         let leader = self.leader;
-        self.send(leader, MessageBody::ReadIndex(crate::message::ReadIndexRequest { ctx }));
+        self.send(leader, MessageBody::ReadIndex(ReadIndexRequest { ctx }));
         Ok(())
     }
 
-    pub(crate) fn handle_read_index_request(
-        &mut self,
-        from: NodeId,
-        r: crate::message::ReadIndexRequest,
-    ) {
+    pub(crate) fn handle_read_index_request(&mut self, from: NodeId, r: ReadIndexRequest) {
         if self.role == Role::Leader {
             self.read_only.push(ReadRequest { ctx: r.ctx, from });
         } else {
@@ -179,7 +173,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn reads_ready_to_start(&self) -> bool {
-        self.role == Role::Leader && self.read_only.has_waiting() && self.committed_in_current_term()
+        self.role == Role::Leader
+            && self.read_only.has_waiting()
+            && self.committed_in_current_term()
     }
 
     /// Serves every round a quorum has confirmed (the leader confirms its own rounds).
@@ -194,7 +190,10 @@ impl<S: Storage> Raft<S> {
             .committed(|id| if id == me { u64::MAX } else { ro.acked(id) });
         for (req, index) in self.read_only.release(confirmed) {
             if req.from == me {
-                self.read_states.push(ReadState { ctx: req.ctx, index });
+                self.read_states.push(ReadState {
+                    ctx: req.ctx,
+                    index,
+                });
             } else {
                 let body = MessageBody::ReadIndexResponse(ReadIndexResponse {
                     ctx: req.ctx,

@@ -67,7 +67,9 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn send_append(&mut self, to: NodeId, carry_commit: bool) {
         let last = self.log.last_index();
         let committed = self.log.committed;
-        let Some(pr) = self.progress.get(&to) else { return };
+        let Some(pr) = self.progress.get(&to) else {
+            return;
+        };
         if pr.is_paused() {
             return;
         }
@@ -141,7 +143,9 @@ impl<S: Storage> Raft<S> {
                           "append response beyond our log ignored");
                     return;
                 }
-                let Some(pr) = self.progress.get_mut(&from) else { return };
+                let Some(pr) = self.progress.get_mut(&from) else {
+                    return;
+                };
                 if pr.maybe_update(r.index) {
                     if pr.state == ProgressState::Probe {
                         pr.become_replicate();
@@ -155,7 +159,9 @@ impl<S: Storage> Raft<S> {
             }
             Some(hint) => {
                 let hint_next = self.next_from_hint(r.index, hint);
-                let Some(pr) = self.progress.get_mut(&from) else { return };
+                let Some(pr) = self.progress.get_mut(&from) else {
+                    return;
+                };
                 if pr.maybe_decrease(r.index, hint_next) {
                     debug!(node = %self.id, peer = %from, rejected = %r.index,
                            next = %pr.next, "follower rejected append; backing off");
@@ -189,7 +195,9 @@ impl<S: Storage> Raft<S> {
         self.read_only.ack(from, r.read_round);
         self.release_reads();
         let last = self.log.last_index();
-        let Some(pr) = self.progress.get_mut(&from) else { return };
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
             ProgressState::Replicate => {

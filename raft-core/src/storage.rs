@@ -30,8 +30,12 @@ pub trait Storage {
     /// Entries in `[lo, hi)`, stopping once `max_bytes` is reached but always returning at
     /// least one entry when the range is not empty. `lo` below `first_index()` gives
     /// [`StorageError::Compacted`], `hi` above `last_index() + 1` [`StorageError::Unavailable`].
-    fn entries(&self, lo: LogIndex, hi: LogIndex, max_bytes: u64)
-    -> Result<Vec<Entry>, StorageError>;
+    fn entries(
+        &self,
+        lo: LogIndex,
+        hi: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError>;
 
     /// The term of the entry at `index`, for `first_index() - 1 ..= last_index()`.
     fn term(&self, index: LogIndex) -> Result<Term, StorageError>;
@@ -154,7 +158,8 @@ impl Storage for MemStorage {
             return Err(StorageError::Unavailable(hi));
         }
         let base = self.compacted.0.get() + 1;
-        let slice = &self.entries[(lo.get() - base) as usize..(hi.get().max(lo.get()) - base) as usize];
+        let slice =
+            &self.entries[(lo.get() - base) as usize..(hi.get().max(lo.get()) - base) as usize];
         Ok(limit_size(slice, max_bytes).to_vec())
     }
 

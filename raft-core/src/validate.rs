@@ -31,7 +31,11 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
             if a.prev_log_term > m.term {
                 return bad("prev log term above the message term");
             }
-            if a.prev_log_index.get().checked_add(a.entries.len() as u64).is_none() {
+            if a.prev_log_index
+                .get()
+                .checked_add(a.entries.len() as u64)
+                .is_none()
+            {
                 return bad("entry indexes overflow");
             }
             let mut expect = a.prev_log_index.next();

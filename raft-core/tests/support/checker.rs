@@ -1,0 +1,188 @@
+//! Safety invariants checked on every step of a test cluster: election safety, log matching,
+//! leader completeness, state machine safety, durability of what was committed and acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+
+use raft_core::{Entry, LogIndex, NodeId, Term};
+
+/// Hash of a log prefix: equal hashes at an index mean equal prefixes (up to collisions).
+pub fn chain(prev: u64, e: &Entry) -> u64 {
+    let mut h = prev ^ 0x9E37_79B9_7F4A_7C15;
+    for x in [e.term.get(), e.index.get(), e.data.len() as u64] {
+        h = (h ^ x).wrapping_mul(0x100_0000_01B3);
+    }
+    for &b in e.data.iter() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+    }
+    h
+}
+
+/// A node's log as the harness saw it handed out: `prefix[i-1] = (term, prefix hash)` of index i.
+#[derive(Clone, Debug, Default)]
+pub struct Mirror {
+    pub prefix: Vec<(Term, u64)>,
+    /// The first index mirrored (after a compacted prefix); 1 normally.
+    pub base: u64,
+}
+
+impl Mirror {
+    pub fn last(&self) -> u64 {
+        self.prefix.len() as u64
+    }
+    pub fn at(&self, i: u64) -> Option<(Term, u64)> {
+        if i == 0 {
+            return Some((Term(0), 0));
+        }
+        self.prefix.get(i as usize - 1).copied()
+    }
+    /// Applies entries written at `entries[0].index` (truncating what followed).
+    pub fn write(&mut self, entries: &[Entry]) -> Result<(), String> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let at = first.index.get();
+        if at == 0 || at > self.last() + 1 {
+            return Err(format!("write at {at} leaves a hole after {}", self.last()));
+        }
+        self.prefix.truncate(at as usize - 1);
+        let mut h = self.at(at - 1).map(|p| p.1).unwrap_or(0);
+        for e in entries {
+            if e.index.get() != self.last() + 1 {
+                return Err(format!("non-consecutive write at {}", e.index));
+            }
+            h = chain(h, e);
+            self.prefix.push((e.term, h));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct Checker {
+    /// term -> leader.
+    leaders: HashMap<Term, NodeId>,
+    /// (index, term) -> prefix hash, over every log ever seen: log matching.
+    seen: HashMap<(u64, Term), u64>,
+    /// Prefix hash of every committed index, in order.
+    committed: Vec<u64>,
+    /// index -> (term, data) applied by any node: state machine safety.
+    applied: BTreeMap<u64, (Term, bytes::Bytes)>,
+    pub violations: Vec<String>,
+}
+
+impl Checker {
+    fn fail(&mut self, s: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(s);
+        }
+    }
+
+    pub fn ok(&self) -> Result<(), String> {
+        if self.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(self.violations.join("\n"))
+        }
+    }
+
+    /// Election safety: at most one leader per term.
+    pub fn leader(&mut self, term: Term, id: NodeId) {
+        if let Some(&other) = self.leaders.get(&term)
+            && other != id
+        {
+            self.fail(format!("two leaders in term {term}: {other} and {id}"));
+        }
+        self.leaders.insert(term, id);
+    }
+
+    /// Log matching: a newly written stretch of a node's log agrees with every log seen.
+    pub fn logged(&mut self, node: NodeId, mirror: &Mirror, from: u64) {
+        for i in from.max(1)..=mirror.last() {
+            let Some((t, h)) = mirror.at(i) else { continue };
+            match self.seen.get(&(i, t)) {
+                Some(&h2) if h2 != h => {
+                    self.fail(format!(
+                        "log matching: node {node} index {i} term {t} has a different prefix"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.seen.insert((i, t), h);
+                }
+            }
+        }
+    }
+
+    /// A node reports `commit`: its log up to there must equal every committed prefix seen.
+    pub fn committed(&mut self, node: NodeId, commit: u64, mirror: &Mirror) {
+        if commit > mirror.last() {
+            self.fail(format!(
+                "node {node} commit {commit} beyond its log {}",
+                mirror.last()
+            ));
+            return;
+        }
+        let known = self.committed.len() as u64;
+        let check_to = commit.min(known);
+        if check_to >= mirror.base.max(1)
+            && let Some((_, h)) = mirror.at(check_to)
+            && h != self.committed[check_to as usize - 1]
+        {
+            self.fail(format!(
+                "node {node} committed prefix at {check_to} differs from the cluster's"
+            ));
+            return;
+        }
+        for i in known + 1..=commit {
+            match mirror.at(i) {
+                Some((_, h)) => self.committed.push(h),
+                None => break,
+            }
+        }
+    }
+
+    pub fn max_committed(&self) -> u64 {
+        self.committed.len() as u64
+    }
+
+    pub fn committed_hash(&self, i: u64) -> Option<u64> {
+        if i == 0 {
+            return Some(0);
+        }
+        self.committed.get(i as usize - 1).copied()
+    }
+
+    /// Leader completeness: a leader's log holds every committed entry.
+    pub fn leader_complete(&mut self, node: NodeId, term: Term, mirror: &Mirror) {
+        let c = self.max_committed();
+        if c == 0 {
+            return;
+        }
+        match mirror.at(c) {
+            Some((_, h)) if Some(h) == self.committed_hash(c) => {}
+            _ => self.fail(format!(
+                "leader completeness: leader {node} of term {term} lacks committed index {c}"
+            )),
+        }
+    }
+
+    /// State machine safety: no two nodes apply different entries at one index.
+    pub fn applied(&mut self, node: NodeId, e: &Entry) {
+        match self.applied.get(&e.index.get()) {
+            Some((t, d)) if *t != e.term || *d != e.data => {
+                self.fail(format!(
+                    "node {node} applied a different entry at index {} (term {} vs {t})",
+                    e.index, e.term
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.applied.insert(e.index.get(), (e.term, e.data.clone()));
+            }
+        }
+    }
+
+    pub fn applied_entry(&self, index: LogIndex) -> Option<&(Term, bytes::Bytes)> {
+        self.applied.get(&index.get())
+    }
+}

@@ -1,0 +1,256 @@
+//! One simulated node: a RawNode over MemStorage, with writes that become durable only when
+//! the harness says so, and a crash that loses everything not yet durable.
+
+use std::collections::VecDeque;
+
+use raft_core::{
+    Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId, RawNode,
+    ReadState, Role, Storage, Term,
+};
+
+use super::checker::{Checker, Mirror};
+
+/// A ready's writes, waiting to become durable.
+pub struct Write {
+    number: u64,
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+    persisted_messages: Vec<Message>,
+}
+
+pub struct SimNode {
+    pub id: NodeId,
+    pub cfg: Config,
+    pub raw: Option<RawNode<MemStorage>>,
+    /// The durable store while the node is down.
+    down_store: MemStorage,
+    pub writes: VecDeque<Write>,
+    pub mirror: Mirror,
+    /// Entries applied since the last start, in order.
+    pub applied: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+    pub failed_reads: Vec<bytes::Bytes>,
+    /// Highest hard state ever made durable (never goes backwards, even across crashes).
+    pub durable_hs: HardState,
+    /// Last observed term/commit, to check they never go backwards while up.
+    seen_term: Term,
+    seen_commit: LogIndex,
+    pub restarts: u32,
+}
+
+impl SimNode {
+    pub fn new(cfg: Config, store: MemStorage) -> SimNode {
+        let mut n = SimNode {
+            id: cfg.id,
+            cfg,
+            raw: None,
+            down_store: store,
+            writes: VecDeque::new(),
+            mirror: Mirror::default(),
+            applied: Vec::new(),
+            read_states: Vec::new(),
+            failed_reads: Vec::new(),
+            durable_hs: HardState::default(),
+            seen_term: Term(0),
+            seen_commit: LogIndex(0),
+            restarts: 0,
+        };
+        n.start();
+        n
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    pub fn raw(&mut self) -> &mut RawNode<MemStorage> {
+        self.raw.as_mut().expect("node is up")
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.raw.as_ref().map(|r| r.status().role)
+    }
+
+    fn start(&mut self) {
+        let store = std::mem::take(&mut self.down_store);
+        // Rebuild the mirror from what is durable.
+        let first = store.first_index().unwrap().get();
+        let last = store.last_index().unwrap().get();
+        self.mirror = Mirror::default();
+        if first == 1 && last >= 1 {
+            let ents = store
+                .entries(LogIndex(1), LogIndex(last + 1), u64::MAX)
+                .unwrap();
+            self.mirror.write(&ents).unwrap();
+        }
+        let raw = RawNode::new(&self.cfg, store).expect("restart from durable state");
+        self.raw = Some(raw);
+        self.applied.clear();
+        let st = self.raw.as_ref().unwrap().status();
+        self.seen_term = st.term;
+        self.seen_commit = st.commit;
+    }
+
+    /// Loses everything not durable.
+    pub fn crash(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            self.down_store = raw.into_store();
+            self.writes.clear();
+            self.read_states.clear();
+            self.failed_reads.clear();
+        }
+    }
+
+    pub fn restart(&mut self, checker: &mut Checker) {
+        if self.raw.is_some() {
+            return;
+        }
+        self.restarts += 1;
+        self.start();
+        let st = self.raw.as_ref().unwrap().status();
+        let d = self.durable_hs;
+        if st.term < d.term || (st.term == d.term && st.vote != d.vote && !d.vote.is_none()) {
+            checker.violations.push(format!(
+                "node {} restarted with term {} vote {} below durable term {} vote {}",
+                self.id, st.term, st.vote, d.term, d.vote
+            ));
+        }
+        if st.commit < d.commit {
+            checker.violations.push(format!(
+                "node {} restarted with commit {} below durable commit {}",
+                self.id, st.commit, d.commit
+            ));
+        }
+    }
+
+    /// Takes every ready, sending messages to `out`. With `persist_now`, writes become durable
+    /// at once; otherwise they queue in `writes` until [`SimNode::persist_one`].
+    pub fn drain(&mut self, persist_now: bool, checker: &mut Checker, out: &mut Vec<Message>) {
+        while self.raw.as_ref().is_some_and(|r| r.has_ready()) {
+            let raw = self.raw.as_mut().expect("checked above");
+            let rd = raw.ready();
+            if let Some(first) = rd.entries.first() {
+                let from = first.index.get();
+                if let Err(e) = self.mirror.write(&rd.entries) {
+                    checker.violations.push(format!("node {}: {e}", self.id));
+                }
+                checker.logged(self.id, &self.mirror, from);
+            }
+            let st = raw.status();
+            if rd.soft_state.is_some_and(|s| s.role == Role::Leader) {
+                checker.leader(st.term, self.id);
+                checker.leader_complete(self.id, st.term, &self.mirror);
+            }
+            for m in &rd.messages {
+                if matches!(
+                    m.body,
+                    MessageBody::AppendEntriesResponse(_)
+                        | MessageBody::RequestVoteResponse(raft_core::RequestVoteResponse {
+                            pre_vote: false,
+                            ..
+                        })
+                ) {
+                    checker.violations.push(format!(
+                        "node {} sends {} before persisting",
+                        self.id,
+                        m.body.name()
+                    ));
+                }
+            }
+            out.extend(rd.messages);
+            for e in &rd.committed_entries {
+                let expect = self.applied.last().map_or(0, |l| l.index.get()) + 1;
+                if e.index.get() != expect && !self.applied.is_empty() {
+                    checker.violations.push(format!(
+                        "node {} applies {} after {}",
+                        self.id,
+                        e.index,
+                        expect - 1
+                    ));
+                }
+                checker.applied(self.id, e);
+                self.applied.push(e.clone());
+            }
+            if let Some(last) = rd.committed_entries.last() {
+                raw.on_applied(last.index).unwrap();
+            }
+            self.read_states.extend(rd.read_states);
+            self.failed_reads.extend(rd.failed_reads);
+            self.writes.push_back(Write {
+                number: rd.number,
+                entries: rd.entries,
+                hard_state: rd.hard_state,
+                persisted_messages: rd.persisted_messages,
+            });
+            // Monotonic while up.
+            if st.term < self.seen_term || st.commit < self.seen_commit {
+                checker
+                    .violations
+                    .push(format!("node {} term or commit went backwards", self.id));
+            }
+            self.seen_term = st.term;
+            self.seen_commit = st.commit;
+            if st.applied > st.commit || st.applied > st.durable {
+                checker.violations.push(format!(
+                    "node {} applied {} beyond commit {} or durable {}",
+                    self.id, st.applied, st.commit, st.durable
+                ));
+            }
+            checker.committed(self.id, st.commit.get(), &self.mirror);
+            if persist_now {
+                self.persist_one(checker, out);
+            }
+        }
+    }
+
+    /// Makes the oldest pending write durable, then sends what waited for it.
+    pub fn persist_one(&mut self, checker: &mut Checker, out: &mut Vec<Message>) -> bool {
+        let Some(raw) = self.raw.as_mut() else {
+            return false;
+        };
+        let Some(w) = self.writes.pop_front() else {
+            return false;
+        };
+        let store = raw.store_mut();
+        store.append(&w.entries).expect("append follows the log");
+        if let Some(hs) = w.hard_state {
+            store.set_hard_state(hs);
+            self.durable_hs = hs;
+        }
+        // What the persisted messages promise must now be durable.
+        for m in &w.persisted_messages {
+            match &m.body {
+                MessageBody::RequestVoteResponse(v) if v.granted && !v.pre_vote => {
+                    let hs = store.hard_state();
+                    if hs.vote != m.to || hs.term != m.term {
+                        checker.violations.push(format!(
+                            "node {} grants vote to {} in term {} before it is durable",
+                            self.id, m.to, m.term
+                        ));
+                    }
+                }
+                MessageBody::AppendEntriesResponse(r) if r.reject.is_none() => {
+                    if store.last_index().unwrap() < r.index {
+                        checker.violations.push(format!(
+                            "node {} acks index {} but durable last is {}",
+                            self.id,
+                            r.index,
+                            store.last_index().unwrap()
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.extend(w.persisted_messages);
+        raw.on_persisted(w.number).unwrap();
+        true
+    }
+
+    pub fn persist_all(&mut self, checker: &mut Checker, out: &mut Vec<Message>) {
+        while !self.writes.is_empty() {
+            self.persist_one(checker, out);
+            self.drain(false, checker, out);
+        }
+    }
+}
