@@ -66,6 +66,10 @@ impl Inflights {
         self.queue.len()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     pub(crate) fn reset(&mut self) {
         self.queue.clear();
         self.bytes = 0;

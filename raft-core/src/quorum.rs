@@ -187,7 +187,7 @@ mod tests {
             incoming: MajorityConfig::new(ids(&[1, 2, 3])),
             outgoing: MajorityConfig::new(ids(&[3, 4, 5])),
         };
-        let acked = |id: NodeId| [0, 9, 9, 1, 0, 0][id.0 as usize];
+        let acked = |id: NodeId| [0, 9, 9, 1, 1, 0][id.0 as usize];
         // incoming has 9 on a majority, outgoing only 1.
         assert_eq!(j.committed(acked), 1);
         let vote = |id: NodeId| Some(id.0 <= 2);

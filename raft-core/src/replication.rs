@@ -14,6 +14,17 @@ use crate::raft::Raft;
 use crate::storage::Storage;
 use crate::types::{Entry, EntryKind, LogIndex, NodeId, Role, Term};
 
+/// When [`Raft::send_append`] sends an append without new entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Send {
+    /// Only with new entries (or as a probe).
+    IfNew,
+    /// Also to carry a commit index the follower was not told.
+    IfNewOrCommit,
+    /// Always.
+    Always,
+}
+
 impl<S: Storage> Raft<S> {
     // ---- leader ----
 
@@ -57,14 +68,14 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn broadcast_append(&mut self) {
         self.broadcast_pending = false;
         for to in self.peers().collect::<Vec<_>>() {
-            self.send_append(to, true);
+            self.send_append(to, Send::IfNewOrCommit);
         }
     }
 
     /// Sends the next AppendEntries to `to` unless its progress is paused. Without new entries
-    /// an empty append is sent only when `carry_commit` and the follower has not yet been told
-    /// the current commit index.
-    pub(crate) fn send_append(&mut self, to: NodeId, carry_commit: bool) {
+    /// an empty append is sent only in probe state, when `mode` asks to carry a commit index
+    /// the follower has not been told, or when `mode` forces it.
+    pub(crate) fn send_append(&mut self, to: NodeId, mode: Send) {
         let last = self.log.last_index();
         let committed = self.log.committed;
         let Some(pr) = self.progress.get(&to) else {
@@ -76,7 +87,14 @@ impl<S: Storage> Raft<S> {
         let next = pr.next;
         let has_new = next <= last;
         let probing = pr.state == ProgressState::Probe;
-        if !has_new && !probing && !(carry_commit && pr.sent_commit < committed) {
+        let carry = match mode {
+            Send::IfNew => false,
+            // Appends still in flight will be answered and the answer carries the commit
+            // on; an extra empty append pays off only for an otherwise idle follower.
+            Send::IfNewOrCommit => pr.sent_commit < committed && pr.inflights.is_empty(),
+            Send::Always => true,
+        };
+        if !has_new && !probing && !carry {
             return;
         }
         let prev = next.prev();
@@ -154,8 +172,8 @@ impl<S: Storage> Raft<S> {
                         self.broadcast_pending = true;
                     }
                 }
-                // Keep the pipeline full.
-                self.send_append(from, false);
+                // Keep the pipeline full, and tell the follower the commit index if it moved.
+                self.send_append(from, Send::IfNewOrCommit);
             }
             Some(hint) => {
                 let hint_next = self.next_from_hint(r.index, hint);
@@ -165,7 +183,7 @@ impl<S: Storage> Raft<S> {
                 if pr.maybe_decrease(r.index, hint_next) {
                     debug!(node = %self.id, peer = %from, rejected = %r.index,
                            next = %pr.next, "follower rejected append; backing off");
-                    self.send_append(from, false);
+                    self.send_append(from, Send::IfNew);
                 }
             }
         }
@@ -198,20 +216,26 @@ impl<S: Storage> Raft<S> {
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
+        let mut mode = Send::IfNew;
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
-            ProgressState::Replicate => {
-                // No progress over a whole heartbeat interval with entries outstanding: an
-                // append was lost. Find the match again instead of waiting forever.
-                if pr.matched < last && pr.matched == pr.matched_at_last_heartbeat {
+            ProgressState::Replicate if pr.matched < last => {
+                if pr.matched == pr.matched_at_last_heartbeat && pr.inflights.full() {
+                    // A full window and no progress over a heartbeat interval: an append
+                    // was lost. Find the match again instead of waiting forever.
                     pr.become_probe();
+                } else if pr.next > last {
+                    // Everything was sent but not all acknowledged: an empty append at the
+                    // tail either succeeds or is rejected with a hint, so a lost append is
+                    // detected within one heartbeat.
+                    mode = Send::Always;
                 }
             }
-            ProgressState::Snapshot => {}
+            _ => {}
         }
         pr.matched_at_last_heartbeat = pr.matched;
         if pr.matched < last {
-            self.send_append(from, false);
+            self.send_append(from, mode);
         }
     }
 

@@ -108,9 +108,25 @@ impl Net {
         r
     }
 
-    pub fn read_index(&mut self, id: u64, ctx: &[u8]) -> raft_core::Result<()> {
+    /// Proposes several entries before the node's next ready, so they share appends.
+    pub fn propose_many(
+        &mut self,
+        id: u64,
+        data: Vec<Vec<u8>>,
+    ) -> raft_core::Result<(LogIndex, Term)> {
         let raw = self.node(id).raw.as_mut().expect("node is up");
-        let r = raw.read_index(Bytes::copy_from_slice(ctx));
+        let r = raw.propose_batch(data.into_iter().map(Bytes::from).collect());
+        self.settle(NodeId(id));
+        r
+    }
+
+    /// Requests read indexes for all `ctxs` before the node's next ready (one round).
+    pub fn read_index(&mut self, id: u64, ctxs: &[&[u8]]) -> raft_core::Result<()> {
+        let raw = self.node(id).raw.as_mut().expect("node is up");
+        let mut r = Ok(());
+        for ctx in ctxs {
+            r = r.and(raw.read_index(Bytes::copy_from_slice(ctx)));
+        }
         self.settle(NodeId(id));
         r
     }
