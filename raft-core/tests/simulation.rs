@@ -492,3 +492,114 @@ fn simulate_3_nodes() {
 fn simulate_5_nodes() {
     run_seeds(1, 5);
 }
+
+/// MIT 6.824's Figure8Unreliable: 1,000 rounds of proposals and leader crashes on a network
+/// that loses 10% of messages and reorders heavily; then everything heals and must commit.
+fn figure8_unreliable_seed(seed: u64) -> Result<usize, String> {
+    let mut s = Sim::new(seed, 5);
+    s.faults = Faults {
+        drop: 0.1,
+        dup: 0.02,
+        max_delay: 40,
+    };
+    for _round in 0..1000 {
+        if let Some(l) = s.leader() {
+            s.propose(l);
+        }
+        let dt = if s.rng.chance(0.1) {
+            1 + s.rng.below(5 * TICK)
+        } else {
+            1 + s.rng.below(13)
+        };
+        s.run_for(dt)?;
+        if let Some(l) = s.leader()
+            && s.rng.chance(0.5)
+        {
+            s.crash(l);
+        }
+        let up = s.nodes.values().filter(|n| n.is_up()).count();
+        if up < 3 {
+            let v = s.random_node();
+            s.restart(v);
+        }
+    }
+    let acked = s.heal_and_check()?;
+    s.checker.ok()?;
+    Ok(acked)
+}
+
+/// Churn: clients propose to random nodes while nodes crash, restart and get partitioned;
+/// every value a client saw committed must be in the final log of every node.
+fn churn_seed(seed: u64) -> Result<usize, String> {
+    let mut s = Sim::new(seed, 5);
+    s.faults = Faults {
+        drop: 0.05,
+        dup: 0.05,
+        max_delay: 10,
+    };
+    for _round in 0..600 {
+        let v = s.random_node();
+        match s.rng.below(10) {
+            0 | 1 => {
+                let up = s.nodes.values().filter(|n| n.is_up()).count();
+                if up > 2 {
+                    s.crash(v);
+                }
+            }
+            2..=4 => s.restart(v),
+            5 => s.random_partition(),
+            6 => s.group.clear(),
+            _ => {}
+        }
+        for _ in 0..3 {
+            let target = s.random_node();
+            s.propose(target);
+        }
+        let dt = 1 + s.rng.below(2 * TICK);
+        s.run_for(dt)?;
+    }
+    let acked = s.heal_and_check()?;
+    s.checker.ok()?;
+    Ok(acked)
+}
+
+fn run_named(name: &str, default_seeds: u64, f: fn(u64) -> Result<usize, String>) {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
+        // Long runs (SIM_SEEDS=N) run N/50 of these heavier seeds.
+        Err(_) => {
+            let scaled = std::env::var("SIM_SEEDS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(0, |n| n / 50);
+            (0..default_seeds.max(scaled)).collect()
+        }
+    };
+    let mut acked = 0;
+    for &seed in &seeds {
+        match std::panic::catch_unwind(|| f(seed)) {
+            Ok(Ok(n)) => acked += n,
+            Ok(Err(e)) => panic!(
+                "{name} seed {seed} failed:\n{e}\nreplay: SIM_SEED={seed} cargo test -p raft-core --test simulation {name} -- --nocapture"
+            ),
+            Err(_) => panic!(
+                "{name} seed {seed} panicked\nreplay: SIM_SEED={seed} cargo test -p raft-core --test simulation {name} -- --nocapture"
+            ),
+        }
+    }
+    assert!(acked > 0, "{name}: nothing was ever acknowledged");
+    println!(
+        "{name}: {} seeds passed, {acked} acknowledged proposals checked",
+        seeds.len()
+    );
+}
+
+#[test]
+fn figure8_unreliable() {
+    run_named("figure8_unreliable", 20, figure8_unreliable_seed);
+}
+
+#[test]
+fn churn() {
+    run_named("churn", 50, churn_seed);
+}
