@@ -14,6 +14,11 @@ impl<S: Storage> Raft<S> {
         if !self.is_voter() {
             return;
         }
+        if self.term == Term(u64::MAX) {
+            // The next term does not exist; reusing this one could mean a second vote in it.
+            tracing::error!(node = %self.id, "term space exhausted; not campaigning");
+            return;
+        }
         if self.cfg.pre_vote {
             self.become_pre_candidate();
             self.poll(self.id, true);

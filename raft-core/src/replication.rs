@@ -176,6 +176,12 @@ impl<S: Storage> Raft<S> {
                 self.send_append(from, Send::IfNewOrCommit);
             }
             Some(hint) => {
+                // We never sent an append whose prev_log_index is beyond our log.
+                if r.index > self.log.last_index() {
+                    warn!(node = %self.id, peer = %from, index = %r.index,
+                          "rejection beyond our log ignored");
+                    return;
+                }
                 let hint_next = self.next_from_hint(r.index, hint);
                 let Some(pr) = self.progress.get_mut(&from) else {
                     return;

@@ -21,11 +21,14 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
     if m.term == Term(0) {
         return bad("term 0");
     }
+    // No real cluster gets there, and a node at the last term could never campaign again
+    // without reusing it.
+    if m.term == Term(u64::MAX) {
+        return bad("term u64::MAX");
+    }
     match &m.body {
-        MessageBody::RequestVote(v) => {
-            if v.last_log_term > m.term {
-                return bad("last log term above the message term");
-            }
+        MessageBody::RequestVote(v) if v.last_log_term > m.term => {
+            return bad("last log term above the message term");
         }
         MessageBody::AppendEntries(a) => {
             if a.prev_log_term > m.term {
@@ -51,12 +54,8 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
                 term = e.term;
             }
         }
-        MessageBody::AppendEntriesResponse(r) => {
-            if let Some(h) = r.reject
-                && h.index.get() == 0
-            {
-                return bad("conflict hint index 0");
-            }
+        MessageBody::AppendEntriesResponse(r) if r.reject.is_some_and(|h| h.index.get() == 0) => {
+            return bad("conflict hint index 0");
         }
         _ => {}
     }

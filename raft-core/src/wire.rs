@@ -1,1 +1,357 @@
-//! wire (todo)
+//! The wire encoding of [`Message`]: protobuf (prost), one message per buffer.
+//!
+//! [`encode`] turns a message into bytes and [`decode`] turns bytes back into a message or a
+//! typed [`WireError`]; decoding never panics, whatever the input. The transport frames these
+//! bytes with a length prefix and enforces the maximum frame size before calling [`decode`]:
+//! this module has no size limit of its own (a declared length longer than the buffer is an
+//! error, but a long buffer is decoded in full).
+//!
+//! The schema, for other implementations (proto3):
+//!
+//! ```text
+//! message Message { uint64 from = 1; uint64 to = 2; uint64 term = 3;
+//!   oneof body { RequestVote request_vote = 10; RequestVoteResponse request_vote_response = 11;
+//!                AppendEntries append_entries = 12; AppendEntriesResponse append_entries_response = 13;
+//!                Heartbeat heartbeat = 14; HeartbeatResponse heartbeat_response = 15;
+//!                ReadIndexRequest read_index = 16; ReadIndexResponse read_index_response = 17; } }
+//! message RequestVote { bool pre_vote = 1; uint64 last_log_index = 2; uint64 last_log_term = 3; }
+//! message RequestVoteResponse { bool pre_vote = 1; bool granted = 2; }
+//! message Entry { uint64 term = 1; uint64 index = 2; uint32 kind = 3; bytes data = 4; }  // kind: 0 normal, 1 noop
+//! message AppendEntries { uint64 prev_log_index = 1; uint64 prev_log_term = 2;
+//!                         repeated Entry entries = 3; uint64 leader_commit = 4; }
+//! message ConflictHint { optional uint64 term = 1; uint64 index = 2; }
+//! message AppendEntriesResponse { uint64 index = 1; ConflictHint reject = 2; }  // absent: success
+//! message Heartbeat { uint64 commit = 1; uint64 read_round = 2; }
+//! message HeartbeatResponse { uint64 read_round = 1; }
+//! message ReadIndexRequest { bytes ctx = 1; }
+//! message ReadIndexResponse { bytes ctx = 1; optional uint64 index = 2; }
+//! ```
+//!
+//! Unknown fields are skipped, so fields can be added compatibly; a body of a kind this version
+//! does not know decodes as [`WireError::MissingBody`].
+//!
+//! ```
+//! use raft_core::{Heartbeat, LogIndex, Message, MessageBody, NodeId, Term, wire};
+//!
+//! let m = Message {
+//!     from: NodeId(1),
+//!     to: NodeId(2),
+//!     term: Term(3),
+//!     body: MessageBody::Heartbeat(Heartbeat { commit: LogIndex(7), read_round: 0 }),
+//! };
+//! let bytes = wire::encode(&m);
+//! assert_eq!(bytes.len(), wire::encoded_len(&m));
+//! assert_eq!(wire::decode(&bytes[..]).unwrap(), m);
+//! assert!(wire::decode(&bytes[..bytes.len() - 1]).is_err());
+//! ```
+
+use bytes::{Buf, Bytes};
+use prost::Message as _;
+
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse, Message,
+    MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote, RequestVoteResponse,
+};
+use crate::types::{Entry, EntryKind, LogIndex, NodeId, Term};
+
+/// Why bytes could not be decoded into a [`Message`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The bytes are not a valid protobuf encoding of the message (truncated, a length beyond
+    /// the buffer, a wrong wire type, nesting too deep, ...).
+    #[error("invalid message encoding: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// The message carries no body, or a body of a kind this version does not know.
+    #[error("message has no body (or a kind this version does not know)")]
+    MissingBody,
+    /// An entry's kind is not one this version knows.
+    #[error("unknown entry kind {0}")]
+    UnknownEntryKind(u32),
+}
+
+/// Encodes `m`.
+pub fn encode(m: &Message) -> Bytes {
+    PbMessage::from(m).encode_to_vec().into()
+}
+
+/// The length of [`encode`]`(m)`, e.g. to check a frame size limit before encoding.
+pub fn encoded_len(m: &Message) -> usize {
+    PbMessage::from(m).encoded_len()
+}
+
+/// Decodes one message that fills the whole of `buf`.
+///
+/// Any [`Buf`] works: a `&[u8]` (entry payloads are copied) or a [`Bytes`] (entry payloads
+/// share its memory instead of being copied, which keeps the whole buffer alive as long as
+/// any of them lives).
+pub fn decode(buf: impl Buf) -> Result<Message, WireError> {
+    PbMessage::decode(buf)?.try_into()
+}
+
+const KIND_NORMAL: u32 = 0;
+const KIND_NOOP: u32 = 1;
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbMessage {
+    #[prost(uint64, tag = "1")]
+    from: u64,
+    #[prost(uint64, tag = "2")]
+    to: u64,
+    #[prost(uint64, tag = "3")]
+    term: u64,
+    #[prost(oneof = "PbBody", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
+    body: Option<PbBody>,
+}
+
+#[derive(Clone, PartialEq, ::prost::Oneof)]
+enum PbBody {
+    #[prost(message, tag = "10")]
+    RequestVote(PbRequestVote),
+    #[prost(message, tag = "11")]
+    RequestVoteResponse(PbRequestVoteResponse),
+    #[prost(message, tag = "12")]
+    AppendEntries(PbAppendEntries),
+    #[prost(message, tag = "13")]
+    AppendEntriesResponse(PbAppendEntriesResponse),
+    #[prost(message, tag = "14")]
+    Heartbeat(PbHeartbeat),
+    #[prost(message, tag = "15")]
+    HeartbeatResponse(PbHeartbeatResponse),
+    #[prost(message, tag = "16")]
+    ReadIndex(PbReadIndexRequest),
+    #[prost(message, tag = "17")]
+    ReadIndexResponse(PbReadIndexResponse),
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbRequestVote {
+    #[prost(bool, tag = "1")]
+    pre_vote: bool,
+    #[prost(uint64, tag = "2")]
+    last_log_index: u64,
+    #[prost(uint64, tag = "3")]
+    last_log_term: u64,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbRequestVoteResponse {
+    #[prost(bool, tag = "1")]
+    pre_vote: bool,
+    #[prost(bool, tag = "2")]
+    granted: bool,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbEntry {
+    #[prost(uint64, tag = "1")]
+    term: u64,
+    #[prost(uint64, tag = "2")]
+    index: u64,
+    #[prost(uint32, tag = "3")]
+    kind: u32,
+    #[prost(bytes = "bytes", tag = "4")]
+    data: Bytes,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbAppendEntries {
+    #[prost(uint64, tag = "1")]
+    prev_log_index: u64,
+    #[prost(uint64, tag = "2")]
+    prev_log_term: u64,
+    #[prost(message, repeated, tag = "3")]
+    entries: Vec<PbEntry>,
+    #[prost(uint64, tag = "4")]
+    leader_commit: u64,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbConflictHint {
+    #[prost(uint64, optional, tag = "1")]
+    term: Option<u64>,
+    #[prost(uint64, tag = "2")]
+    index: u64,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbAppendEntriesResponse {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(message, optional, tag = "2")]
+    reject: Option<PbConflictHint>,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbHeartbeat {
+    #[prost(uint64, tag = "1")]
+    commit: u64,
+    #[prost(uint64, tag = "2")]
+    read_round: u64,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbHeartbeatResponse {
+    #[prost(uint64, tag = "1")]
+    read_round: u64,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbReadIndexRequest {
+    #[prost(bytes = "bytes", tag = "1")]
+    ctx: Bytes,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbReadIndexResponse {
+    #[prost(bytes = "bytes", tag = "1")]
+    ctx: Bytes,
+    #[prost(uint64, optional, tag = "2")]
+    index: Option<u64>,
+}
+
+// ---- domain -> wire ----
+
+impl From<&Message> for PbMessage {
+    fn from(m: &Message) -> Self {
+        let body = match &m.body {
+            MessageBody::RequestVote(v) => PbBody::RequestVote(PbRequestVote {
+                pre_vote: v.pre_vote,
+                last_log_index: v.last_log_index.get(),
+                last_log_term: v.last_log_term.get(),
+            }),
+            MessageBody::RequestVoteResponse(v) => {
+                PbBody::RequestVoteResponse(PbRequestVoteResponse {
+                    pre_vote: v.pre_vote,
+                    granted: v.granted,
+                })
+            }
+            MessageBody::AppendEntries(a) => PbBody::AppendEntries(PbAppendEntries {
+                prev_log_index: a.prev_log_index.get(),
+                prev_log_term: a.prev_log_term.get(),
+                entries: a.entries.iter().map(PbEntry::from).collect(),
+                leader_commit: a.leader_commit.get(),
+            }),
+            MessageBody::AppendEntriesResponse(r) => {
+                PbBody::AppendEntriesResponse(PbAppendEntriesResponse {
+                    index: r.index.get(),
+                    reject: r.reject.map(|h| PbConflictHint {
+                        term: h.term.map(Term::get),
+                        index: h.index.get(),
+                    }),
+                })
+            }
+            MessageBody::Heartbeat(h) => PbBody::Heartbeat(PbHeartbeat {
+                commit: h.commit.get(),
+                read_round: h.read_round,
+            }),
+            MessageBody::HeartbeatResponse(h) => PbBody::HeartbeatResponse(PbHeartbeatResponse {
+                read_round: h.read_round,
+            }),
+            MessageBody::ReadIndex(r) => {
+                PbBody::ReadIndex(PbReadIndexRequest { ctx: r.ctx.clone() })
+            }
+            MessageBody::ReadIndexResponse(r) => PbBody::ReadIndexResponse(PbReadIndexResponse {
+                ctx: r.ctx.clone(),
+                index: r.index.map(LogIndex::get),
+            }),
+        };
+        PbMessage {
+            from: m.from.get(),
+            to: m.to.get(),
+            term: m.term.get(),
+            body: Some(body),
+        }
+    }
+}
+
+impl From<&Entry> for PbEntry {
+    fn from(e: &Entry) -> Self {
+        PbEntry {
+            term: e.term.get(),
+            index: e.index.get(),
+            kind: match e.kind {
+                EntryKind::Normal => KIND_NORMAL,
+                EntryKind::Noop => KIND_NOOP,
+            },
+            data: e.data.clone(),
+        }
+    }
+}
+
+// ---- wire -> domain ----
+
+impl TryFrom<PbMessage> for Message {
+    type Error = WireError;
+
+    fn try_from(m: PbMessage) -> Result<Self, WireError> {
+        let body = match m.body.ok_or(WireError::MissingBody)? {
+            PbBody::RequestVote(v) => MessageBody::RequestVote(RequestVote {
+                pre_vote: v.pre_vote,
+                last_log_index: LogIndex(v.last_log_index),
+                last_log_term: Term(v.last_log_term),
+            }),
+            PbBody::RequestVoteResponse(v) => {
+                MessageBody::RequestVoteResponse(RequestVoteResponse {
+                    pre_vote: v.pre_vote,
+                    granted: v.granted,
+                })
+            }
+            PbBody::AppendEntries(a) => MessageBody::AppendEntries(AppendEntries {
+                prev_log_index: LogIndex(a.prev_log_index),
+                prev_log_term: Term(a.prev_log_term),
+                entries: a
+                    .entries
+                    .into_iter()
+                    .map(Entry::try_from)
+                    .collect::<Result<_, _>>()?,
+                leader_commit: LogIndex(a.leader_commit),
+            }),
+            PbBody::AppendEntriesResponse(r) => {
+                MessageBody::AppendEntriesResponse(AppendEntriesResponse {
+                    index: LogIndex(r.index),
+                    reject: r.reject.map(|h| ConflictHint {
+                        term: h.term.map(Term),
+                        index: LogIndex(h.index),
+                    }),
+                })
+            }
+            PbBody::Heartbeat(h) => MessageBody::Heartbeat(Heartbeat {
+                commit: LogIndex(h.commit),
+                read_round: h.read_round,
+            }),
+            PbBody::HeartbeatResponse(h) => MessageBody::HeartbeatResponse(HeartbeatResponse {
+                read_round: h.read_round,
+            }),
+            PbBody::ReadIndex(r) => MessageBody::ReadIndex(ReadIndexRequest { ctx: r.ctx }),
+            PbBody::ReadIndexResponse(r) => MessageBody::ReadIndexResponse(ReadIndexResponse {
+                ctx: r.ctx,
+                index: r.index.map(LogIndex),
+            }),
+        };
+        Ok(Message {
+            from: NodeId(m.from),
+            to: NodeId(m.to),
+            term: Term(m.term),
+            body,
+        })
+    }
+}
+
+impl TryFrom<PbEntry> for Entry {
+    type Error = WireError;
+
+    fn try_from(e: PbEntry) -> Result<Self, WireError> {
+        let kind = match e.kind {
+            KIND_NORMAL => EntryKind::Normal,
+            KIND_NOOP => EntryKind::Noop,
+            k => return Err(WireError::UnknownEntryKind(k)),
+        };
+        Ok(Entry {
+            term: Term(e.term),
+            index: LogIndex(e.index),
+            kind,
+            data: e.data,
+        })
+    }
+}

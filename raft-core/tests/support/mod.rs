@@ -20,6 +20,9 @@ pub fn config(id: u64) -> Config {
     c
 }
 
+/// Decides which messages the network loses.
+pub type DropFilter = Box<dyn FnMut(&Message) -> bool>;
+
 /// A cluster on a FIFO network that the test drives step by step.
 pub struct Net {
     pub nodes: BTreeMap<NodeId, SimNode>,
@@ -34,7 +37,7 @@ pub struct Net {
     /// When set, every delivered message is described here.
     pub trace: Option<Vec<String>>,
     /// Drop every message the filter returns true for.
-    pub drop_filter: Option<Box<dyn FnMut(&Message) -> bool>>,
+    pub drop_filter: Option<DropFilter>,
 }
 
 impl Net {

@@ -229,15 +229,15 @@ impl SimNode {
                         ));
                     }
                 }
-                MessageBody::AppendEntriesResponse(r) if r.reject.is_none() => {
-                    if store.last_index().unwrap() < r.index {
-                        checker.violations.push(format!(
-                            "node {} acks index {} but durable last is {}",
-                            self.id,
-                            r.index,
-                            store.last_index().unwrap()
-                        ));
-                    }
+                MessageBody::AppendEntriesResponse(r)
+                    if r.reject.is_none() && store.last_index().unwrap() < r.index =>
+                {
+                    checker.violations.push(format!(
+                        "node {} acks index {} but durable last is {}",
+                        self.id,
+                        r.index,
+                        store.last_index().unwrap()
+                    ));
                 }
                 _ => {}
             }
