@@ -69,6 +69,8 @@ struct Sim {
     /// Proposals accepted by a leader: (proposer, index, term, data).
     proposals: Vec<(NodeId, LogIndex, Term, Bytes)>,
     next_value: u64,
+    /// The committed index last checked for quorum durability.
+    commit_checked: u64,
 }
 
 impl Sim {
@@ -100,6 +102,7 @@ impl Sim {
             group: BTreeMap::new(),
             proposals: Vec::new(),
             next_value: 0,
+            commit_checked: 0,
         };
         s.schedule(TICK, Event::Tick);
         s
@@ -192,9 +195,32 @@ impl Sim {
             .is_some_and(|Reverse((t, _))| *t <= until)
         {
             self.step_event();
+            self.check_commit_durable()?;
             self.checker.ok()?;
         }
         self.now = until;
+        Ok(())
+    }
+
+    /// Committed means durable on a quorum: whenever the cluster's commit index advances, a
+    /// majority of the nodes' durable stores hold the entry at that index with its term.
+    fn check_commit_durable(&mut self) -> Result<(), String> {
+        let c = self.checker.max_committed();
+        if c <= self.commit_checked {
+            return Ok(());
+        }
+        self.commit_checked = c;
+        let term = self.checker.committed_term(c);
+        let holders = self
+            .nodes
+            .values()
+            .filter(|n| term.is_some() && n.durable_term(LogIndex(c)) == term)
+            .count();
+        if holders * 2 <= self.nodes.len() {
+            return Err(format!(
+                "index {c} committed but durable on only {holders} nodes"
+            ));
+        }
         Ok(())
     }
 

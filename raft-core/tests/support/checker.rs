@@ -65,6 +65,8 @@ pub struct Checker {
     seen: HashMap<(u64, Term), u64>,
     /// Prefix hash of every committed index, in order.
     committed: Vec<u64>,
+    /// Term of every committed index, in order.
+    committed_terms: Vec<Term>,
     /// index -> (term, data) applied by any node: state machine safety.
     applied: BTreeMap<u64, (Term, bytes::Bytes)>,
     pub violations: Vec<String>,
@@ -135,10 +137,20 @@ impl Checker {
         }
         for i in known + 1..=commit {
             match mirror.at(i) {
-                Some((_, h)) => self.committed.push(h),
+                Some((t, h)) => {
+                    self.committed.push(h);
+                    self.committed_terms.push(t);
+                }
                 None => break,
             }
         }
+    }
+
+    /// The term of committed index `i`.
+    pub fn committed_term(&self, i: u64) -> Option<Term> {
+        self.committed_terms
+            .get(i.checked_sub(1)? as usize)
+            .copied()
     }
 
     pub fn max_committed(&self) -> u64 {

@@ -59,6 +59,15 @@ impl SimNode {
         n
     }
 
+    /// The term of entry `i` in this node's durable store, if it holds it.
+    pub fn durable_term(&self, i: LogIndex) -> Option<Term> {
+        let store = match self.raw.as_ref() {
+            Some(r) => r.store(),
+            None => &self.down_store,
+        };
+        store.term(i).ok()
+    }
+
     pub fn is_up(&self) -> bool {
         self.raw.is_some()
     }
