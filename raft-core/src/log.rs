@@ -33,10 +33,11 @@ impl<S: Storage> RaftLog<S> {
     ) -> Result<Self, StorageError> {
         let first = store.first_index()?;
         let last = store.last_index()?;
-        // A restarted node knows its commit index from its hard state, but it can never be
-        // beyond what it stored, nor below the compacted prefix (which was committed).
-        let committed = committed.min(last).max(first.prev());
-        let applied = applied.min(committed).max(first.prev());
+        // A restarted node knows its commit index from its hard state — or from its applied
+        // index, which may be newer when applying raced the hard-state write (applied entries
+        // were committed). It is never beyond what it stored, nor below the compacted prefix.
+        let applied = applied.min(last).max(first.prev());
+        let committed = committed.max(applied).min(last).max(first.prev());
         Ok(RaftLog {
             store,
             unstable: Vec::new(),

@@ -221,14 +221,14 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn tick(&mut self) {
         match self.role {
             Role::Leader => {
-                self.heartbeat_elapsed += 1;
+                self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
                 if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;
                     self.broadcast_heartbeat();
                 }
             }
             _ => {
-                self.election_elapsed += 1;
+                self.election_elapsed = self.election_elapsed.saturating_add(1);
                 if self.election_elapsed >= self.randomized_timeout && self.is_voter() {
                     self.election_elapsed = 0;
                     self.campaign();
@@ -352,8 +352,10 @@ impl<S: Storage> Raft<S> {
                 let durable = self.log.durable;
                 if let Some(p) = self.progress.get_mut(&self.id)
                     && p.maybe_update(durable)
+                    && self.maybe_commit()
                 {
-                    self.maybe_commit();
+                    // Our own write completed the quorum: tell the followers.
+                    self.broadcast_pending = true;
                 }
             }
             Role::Candidate => {

@@ -19,8 +19,11 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SoftState, Term};
 ///    its own write is in flight, thesis §10.2.1);
 /// 2. persist `entries` (an append at `entries[0].index` replaces every stored entry from
 ///    there on) and `hard_state` — atomically, or entries first;
-/// 3. once that is durable, send `persisted_messages` and call
-///    [`RawNode::on_persisted`] with `number` (readies are acknowledged in order);
+/// 3. once this ready's writes **and those of every earlier ready** are durable, send
+///    `persisted_messages` and call [`RawNode::on_persisted`] with `number`. A ready with
+///    nothing to write still waits for the earlier writes: its messages may repeat a promise
+///    (an append acknowledgement, a vote) whose write is still in flight. The simplest correct
+///    caller completes readies strictly in order;
 /// 4. apply `committed_entries` in order and call [`RawNode::on_applied`];
 /// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`.
 ///
@@ -38,7 +41,7 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     /// Messages to send now.
     pub messages: Vec<Message>,
-    /// Messages to send only after this ready's writes are durable.
+    /// Messages to send only once this ready's writes and all earlier readies' are durable.
     pub persisted_messages: Vec<Message>,
     /// Entries to apply to the state machine, in order.
     pub committed_entries: Vec<Entry>,
@@ -49,7 +52,8 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Whether steps 2–3 have anything to write.
+    /// Whether steps 2–3 have anything to write. Even when they do not, `persisted_messages`
+    /// wait until every earlier ready is durable.
     pub fn must_persist(&self) -> bool {
         self.hard_state.is_some() || !self.entries.is_empty()
     }

@@ -497,6 +497,17 @@ fn applied_index_survives_restart() {
     ));
 }
 
+/// Applying may race the hard-state write: a state machine that applied beyond the stored
+/// commit index is not handed those entries again after a restart.
+#[test]
+fn applied_ahead_of_stored_commit_is_not_reapplied() {
+    let store = store_with(&[1, 2, 3], &[1, 1, 1, 1], 1, 1);
+    let mut n = RawNode::with_applied(&config(1), store, LogIndex(3)).unwrap();
+    let st = n.status();
+    assert_eq!((st.commit, st.applied), (LogIndex(3), LogIndex(3)));
+    assert!(n.ready().committed_entries.is_empty());
+}
+
 /// The log may start after a compacted prefix: a cluster whose logs begin at index 11 elects
 /// and commits normally.
 #[test]
