@@ -127,7 +127,7 @@ impl<S: Storage> Raft<S> {
             .range(self.cfg.election_ticks, 2 * self.cfg.election_ticks);
     }
 
-    /// Leaves whatever role this node had; returns the reads it can no longer serve.
+    /// Leaves whatever role this node had and fails the reads it can no longer serve.
     fn reset(&mut self, term: Term) {
         if term != self.term {
             self.term = term;
