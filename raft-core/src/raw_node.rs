@@ -19,11 +19,11 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SoftState, Term};
 ///    its own write is in flight, thesis §10.2.1);
 /// 2. persist `entries` (an append at `entries[0].index` replaces every stored entry from
 ///    there on) and `hard_state` — atomically, or entries first;
-/// 3. once this ready's writes **and those of every earlier ready** are durable, send
-///    `persisted_messages` and call [`RawNode::on_persisted`] with `number`. A ready with
-///    nothing to write still waits for the earlier writes: its messages may repeat a promise
-///    (an append acknowledgement, a vote) whose write is still in flight. The simplest correct
-///    caller completes readies strictly in order;
+/// 3. once that is durable, send `persisted_messages` and call [`RawNode::on_persisted`] with
+///    `number`. Writes must become durable in ready order (one log writer that batches them
+///    does this). A ready with nothing to write has no `persisted_messages`: answers that
+///    depend on a write still in flight are held back and come out with a later ready once
+///    that write is acknowledged;
 /// 4. apply `committed_entries` in order and call [`RawNode::on_applied`];
 /// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`.
 ///
@@ -41,7 +41,7 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     /// Messages to send now.
     pub messages: Vec<Message>,
-    /// Messages to send only once this ready's writes and all earlier readies' are durable.
+    /// Messages to send only once this ready's writes are durable.
     pub persisted_messages: Vec<Message>,
     /// Entries to apply to the state machine, in order.
     pub committed_entries: Vec<Entry>,
@@ -52,8 +52,7 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Whether steps 2–3 have anything to write. Even when they do not, `persisted_messages`
-    /// wait until every earlier ready is durable.
+    /// Whether steps 2–3 have anything to write.
     pub fn must_persist(&self) -> bool {
         self.hard_state.is_some() || !self.entries.is_empty()
     }
@@ -99,6 +98,11 @@ pub struct RawNode<S> {
     prev_hard: HardState,
     next_number: u64,
     in_flight: VecDeque<InFlight>,
+    /// The highest ready number acknowledged durable.
+    acked: u64,
+    /// Answers from readies without writes, waiting for the earlier write they depend on:
+    /// `(ready number to wait for, messages)`.
+    held: Vec<(u64, Vec<Message>)>,
 }
 
 /// A peer as the leader sees it.
@@ -161,6 +165,8 @@ impl<S: Storage> RawNode<S> {
             raft,
             next_number: 1,
             in_flight: VecDeque::new(),
+            acked: 0,
+            held: Vec::new(),
         })
     }
 
@@ -213,6 +219,7 @@ impl<S: Storage> RawNode<S> {
             || !r.failed_reads.is_empty()
             || (r.role == Role::Leader && r.broadcast_pending)
             || r.reads_ready_to_start()
+            || self.held.iter().any(|(wait, _)| *wait <= self.acked)
     }
 
     /// Takes the pending effects.
@@ -226,6 +233,16 @@ impl<S: Storage> RawNode<S> {
         }
         let number = self.next_number;
         self.next_number += 1;
+        // Held answers whose write is now durable go out with this ready.
+        let acked = self.acked;
+        self.held.retain_mut(|(wait, msgs)| {
+            if *wait <= acked {
+                r.msgs_after_persist.append(msgs);
+                false
+            } else {
+                true
+            }
+        });
 
         let soft = r.soft_state();
         let soft_state = (soft != self.prev_soft).then_some(soft);
@@ -243,6 +260,22 @@ impl<S: Storage> RawNode<S> {
                 Vec::new()
             });
         let last = entries.last().map(|e| (e.index, e.term));
+        let mut persisted_messages = std::mem::take(&mut r.msgs_after_persist);
+        if hard_state.is_none() && entries.is_empty() && !persisted_messages.is_empty() {
+            // Nothing to write here, but the answers may repeat a promise (an append ack, a
+            // vote) whose write is still in flight: hold them until that write is durable, so
+            // a caller that skips empty readies cannot send them early.
+            let pending = self
+                .in_flight
+                .iter()
+                .filter(|f| f.hard_state.is_some() || f.last.is_some())
+                .map(|f| f.number)
+                .max();
+            if let Some(wait) = pending {
+                self.held
+                    .push((wait, std::mem::take(&mut persisted_messages)));
+            }
+        }
         self.in_flight.push_back(InFlight {
             number,
             hard_state,
@@ -254,7 +287,7 @@ impl<S: Storage> RawNode<S> {
             hard_state,
             entries,
             messages: std::mem::take(&mut r.msgs),
-            persisted_messages: std::mem::take(&mut r.msgs_after_persist),
+            persisted_messages,
             committed_entries,
             read_states: std::mem::take(&mut r.read_states),
             failed_reads: std::mem::take(&mut r.failed_reads),
@@ -266,6 +299,7 @@ impl<S: Storage> RawNode<S> {
         if number >= self.next_number {
             return Err(Error::InvalidAck("ready number was never handed out"));
         }
+        self.acked = self.acked.max(number);
         while self.in_flight.front().is_some_and(|f| f.number <= number) {
             // The loop condition just checked that a front element exists.
             let f = self.in_flight.pop_front().expect("front exists");

@@ -528,3 +528,38 @@ fn log_after_compacted_prefix() {
         assert!(st.commit >= idx);
     }
 }
+
+/// A repeated append answered while the first write is still in flight: the empty ready
+/// carries no acknowledgement; it comes with a later ready once the write is durable.
+#[test]
+fn repeated_ack_waits_for_the_write_in_flight() {
+    let mut n = RawNode::new(&config(1), MemStorage::new(ids(&[1, 2, 3]))).unwrap();
+    let app = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: log_of(&[1, 1]),
+            leader_commit: LogIndex(0),
+        }),
+    };
+    n.step(app.clone()).unwrap();
+    let first = n.ready();
+    assert!(first.must_persist() && first.persisted_messages.len() == 1);
+    n.step(app).unwrap();
+    let second = n.ready();
+    assert!(!second.must_persist());
+    assert!(second.persisted_messages.is_empty() && second.messages.is_empty());
+    n.store_mut().append(&first.entries).unwrap();
+    n.store_mut().set_hard_state(first.hard_state.unwrap());
+    n.on_persisted(second.number).unwrap();
+    assert!(n.has_ready());
+    let third = n.ready();
+    assert_eq!(
+        third.persisted_messages.len(),
+        1,
+        "the held ack is released"
+    );
+}
