@@ -98,8 +98,6 @@ pub struct RawNode<S> {
     prev_hard: HardState,
     next_number: u64,
     in_flight: VecDeque<InFlight>,
-    /// The highest ready number acknowledged durable.
-    acked: u64,
     /// Answers from readies without writes, waiting for the earlier write they depend on:
     /// `(ready number to wait for, messages)`.
     held: Vec<(u64, Vec<Message>)>,
@@ -165,7 +163,6 @@ impl<S: Storage> RawNode<S> {
             raft,
             next_number: 1,
             in_flight: VecDeque::new(),
-            acked: 0,
             held: Vec::new(),
         })
     }
@@ -219,7 +216,12 @@ impl<S: Storage> RawNode<S> {
             || !r.failed_reads.is_empty()
             || (r.role == Role::Leader && r.broadcast_pending)
             || r.reads_ready_to_start()
-            || self.held.iter().any(|(wait, _)| *wait <= self.acked)
+            || self.held.iter().any(|(wait, _)| self.is_acked(*wait))
+    }
+
+    /// Whether ready `number` was acknowledged durable (`in_flight` holds the rest, in order).
+    fn is_acked(&self, number: u64) -> bool {
+        self.in_flight.front().is_none_or(|f| f.number > number)
     }
 
     /// Takes the pending effects.
@@ -234,9 +236,9 @@ impl<S: Storage> RawNode<S> {
         let number = self.next_number;
         self.next_number += 1;
         // Held answers whose write is now durable go out with this ready.
-        let acked = self.acked;
+        let first_unacked = self.in_flight.front().map_or(u64::MAX, |f| f.number);
         self.held.retain_mut(|(wait, msgs)| {
-            if *wait <= acked {
+            if *wait < first_unacked {
                 r.msgs_after_persist.append(msgs);
                 false
             } else {
@@ -299,7 +301,6 @@ impl<S: Storage> RawNode<S> {
         if number >= self.next_number {
             return Err(Error::InvalidAck("ready number was never handed out"));
         }
-        self.acked = self.acked.max(number);
         while self.in_flight.front().is_some_and(|f| f.number <= number) {
             // The loop condition just checked that a front element exists.
             let f = self.in_flight.pop_front().expect("front exists");

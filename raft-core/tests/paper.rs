@@ -5,32 +5,24 @@ mod support;
 
 use bytes::Bytes;
 use raft_core::{
-    AppendEntries, ConfState, Config, ConfigError, Entry, Error, HardState, LogIndex, MemStorage,
-    Message, MessageBody, NodeId, RawNode, RequestVote, Role, Term,
+    AppendEntries, Config, ConfigError, Entry, Error, LogIndex, MemStorage, Message, MessageBody,
+    NodeId, RawNode, RequestVote, Role, Term,
 };
-use support::{Net, SimNode, config};
+use support::{Net, SimNode, config, ids, log_of, store_with};
 
-fn ids(v: &[u64]) -> ConfState {
-    ConfState::new(v.iter().map(|&i| NodeId(i)))
-}
-
-fn log_of(terms: &[u64]) -> Vec<Entry> {
-    terms
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| Entry::new(Term(t), LogIndex(i as u64 + 1), Bytes::new()))
-        .collect()
-}
-
-fn store_with(voters: &[u64], terms: &[u64], hs_term: u64, commit: u64) -> MemStorage {
-    let mut s = MemStorage::new(ids(voters));
-    s.append(&log_of(terms)).unwrap();
-    s.set_hard_state(HardState {
-        term: Term(hs_term),
-        vote: NodeId::NONE,
-        commit: LogIndex(commit),
-    });
-    s
+/// AppendEntries to node 1 from `from` in `term`, after `(prev index, prev term)`.
+fn append(from: u64, term: u64, prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(term),
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            entries,
+            leader_commit: LogIndex(commit),
+        }),
+    }
 }
 
 /// Runs a node's ready loop by hand and returns all messages (sent now or after persisting).
@@ -167,18 +159,7 @@ fn stale_term_message_rejected_without_timer_reset() {
     // ...then interleave stale appends from an old leader: the election comes just as soon.
     let mut ticks = 0;
     while n.status().role == Role::Follower {
-        n.step(Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: Term(3),
-            body: MessageBody::AppendEntries(AppendEntries {
-                prev_log_index: LogIndex(0),
-                prev_log_term: Term(0),
-                entries: vec![],
-                leader_commit: LogIndex(0),
-            }),
-        })
-        .unwrap();
+        n.step(append(2, 3, (0, 0), vec![], 0)).unwrap();
         let out = drain(&mut n);
         // The old leader learns the current term.
         assert!(
@@ -214,18 +195,7 @@ fn candidate_steps_down_for_leader_of_its_term() {
     drain(&mut n);
     let st = n.status();
     assert_eq!((st.role, st.term), (Role::Candidate, Term(1)));
-    n.step(Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: Term(1),
-        body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(0),
-            prev_log_term: Term(0),
-            entries: vec![],
-            leader_commit: LogIndex(0),
-        }),
-    })
-    .unwrap();
+    n.step(append(2, 1, (0, 0), vec![], 0)).unwrap();
     let st = n.status();
     assert_eq!(
         (st.role, st.term, st.leader),
@@ -409,20 +379,13 @@ fn figure8_old_term_entry_not_committed_by_counting() {
 #[test]
 fn stale_or_reordered_append_does_not_truncate() {
     let mut n = RawNode::new(&config(1), store_with(&[1, 2, 3], &[1, 1, 1, 1, 1], 1, 0)).unwrap();
-    let app = |prev: u64, entries: &[u64], commit: u64| Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: Term(1),
-        body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(prev),
-            prev_log_term: Term(if prev == 0 { 0 } else { 1 }),
-            entries: entries
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| Entry::new(Term(t), LogIndex(prev + 1 + i as u64), Bytes::new()))
-                .collect(),
-            leader_commit: LogIndex(commit),
-        }),
+    let app = |prev: u64, terms: &[u64], commit: u64| {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Entry::new(Term(t), LogIndex(prev + 1 + i as u64), Bytes::new()))
+            .collect();
+        append(2, 1, (prev, u64::from(prev > 0)), entries, commit)
     };
     // An old append covering 2..3 arrives late: the log keeps its 5 entries.
     n.step(app(1, &[1, 1], 0)).unwrap();
@@ -534,17 +497,7 @@ fn log_after_compacted_prefix() {
 #[test]
 fn repeated_ack_waits_for_the_write_in_flight() {
     let mut n = RawNode::new(&config(1), MemStorage::new(ids(&[1, 2, 3]))).unwrap();
-    let app = Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: Term(1),
-        body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(0),
-            prev_log_term: Term(0),
-            entries: log_of(&[1, 1]),
-            leader_commit: LogIndex(0),
-        }),
-    };
+    let app = append(2, 1, (0, 0), log_of(&[1, 1]), 0);
     n.step(app.clone()).unwrap();
     let first = n.ready();
     assert!(first.must_persist() && first.persisted_messages.len() == 1);

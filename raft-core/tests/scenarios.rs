@@ -19,10 +19,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use datadriven::{TestCase, walk};
-use raft_core::{ConfState, Entry, HardState, LogIndex, MemStorage, NodeId, Term};
-use support::{Net, SimNode, config};
+use raft_core::{LogIndex, NodeId};
+use support::{Net, SimNode, config, store_with};
 
 fn arg<T: std::str::FromStr>(tc: &TestCase, key: &str) -> Option<T> {
     tc.args
@@ -56,19 +55,9 @@ fn add_nodes(tc: &TestCase) -> Net {
                 .collect(),
         );
     }
-    let voters = ConfState::new(ids.iter().map(|&i| NodeId(i)));
     for (who, terms) in logs {
-        let mut store = MemStorage::new(voters.clone());
-        let entries: Vec<Entry> = terms
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| Entry::new(Term(t), LogIndex(i as u64 + 1), Bytes::new()))
-            .collect();
-        store.append(&entries).unwrap();
-        store.set_hard_state(HardState {
-            term: Term(terms.iter().copied().max().unwrap_or(0)),
-            ..HardState::default()
-        });
+        let term = terms.iter().copied().max().unwrap_or(0);
+        let store = store_with(&ids, &terms, term, 0);
         net.nodes.insert(NodeId(who), SimNode::new(cfg(who), store));
     }
     net

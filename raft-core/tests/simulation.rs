@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
-use raft_core::{ConfState, Config, LogIndex, MemStorage, Message, NodeId, Role, Term};
+use raft_core::{ConfState, Config, LogIndex, MemStorage, Message, NodeId, Term};
 use support::{Checker, SimNode};
 
 /// SplitMix64: the simulation's only randomness.
@@ -225,12 +225,7 @@ impl Sim {
     }
 
     fn leader(&self) -> Option<NodeId> {
-        self.nodes
-            .values()
-            .filter_map(|n| n.raw.as_ref().map(|r| r.status()))
-            .filter(|s| s.role == Role::Leader)
-            .max_by_key(|s| s.term)
-            .map(|s| s.id)
+        support::leader_of(&self.nodes)
     }
 
     fn propose(&mut self, id: NodeId) {
@@ -478,13 +473,16 @@ fn seeds(default_total: u64, parity: u64) -> Vec<u64> {
     (0..total).filter(|s| s % 2 == parity).collect()
 }
 
-fn run_seeds(parity: u64, nodes: u64) {
-    let seeds = seeds(4000, parity);
-    let count = seeds.len();
+/// Runs `f` for each seed (catching panics), returns the acknowledged proposals checked, and
+/// on failure panics with the seed and the command that replays it.
+fn run_each(
+    test: &str,
+    seeds: &[u64],
+    f: impl Fn(u64) -> Result<usize, String> + std::panic::RefUnwindSafe,
+) -> usize {
     let mut acked = 0;
-    for seed in seeds {
-        let r = std::panic::catch_unwind(|| run_seed(seed, nodes));
-        let failure = match r {
+    for &seed in seeds {
+        let failure = match std::panic::catch_unwind(|| f(seed)) {
             Ok(Ok(n)) => {
                 acked += n;
                 continue;
@@ -497,10 +495,17 @@ fn run_seeds(parity: u64, nodes: u64) {
                 .unwrap_or_default(),
         };
         panic!(
-            "simulation seed {seed} ({nodes} nodes) failed:\n{failure}\n\
-             replay: SIM_SEED={seed} cargo test -p raft-core --test simulation -- --nocapture"
+            "{test} seed {seed} failed:\n{failure}\n\
+             replay: SIM_SEED={seed} cargo test -p raft-core --test simulation {test} -- --nocapture"
         );
     }
+    acked
+}
+
+fn run_seeds(test: &str, parity: u64, nodes: u64) {
+    let seeds = seeds(4000, parity);
+    let acked = run_each(test, &seeds, |seed| run_seed(seed, nodes));
+    let count = seeds.len();
     // The runs must do real work: clients see most proposals committed.
     assert!(
         count == 0 || acked >= count,
@@ -511,12 +516,12 @@ fn run_seeds(parity: u64, nodes: u64) {
 
 #[test]
 fn simulate_3_nodes() {
-    run_seeds(0, 3);
+    run_seeds("simulate_3_nodes", 0, 3);
 }
 
 #[test]
 fn simulate_5_nodes() {
-    run_seeds(1, 5);
+    run_seeds("simulate_5_nodes", 1, 5);
 }
 
 /// MIT 6.824's Figure8Unreliable: 1,000 rounds of proposals and leader crashes on a network
@@ -601,18 +606,7 @@ fn run_named(name: &str, default_seeds: u64, f: fn(u64) -> Result<usize, String>
             (0..default_seeds.max(scaled)).collect()
         }
     };
-    let mut acked = 0;
-    for &seed in &seeds {
-        match std::panic::catch_unwind(|| f(seed)) {
-            Ok(Ok(n)) => acked += n,
-            Ok(Err(e)) => panic!(
-                "{name} seed {seed} failed:\n{e}\nreplay: SIM_SEED={seed} cargo test -p raft-core --test simulation {name} -- --nocapture"
-            ),
-            Err(_) => panic!(
-                "{name} seed {seed} panicked\nreplay: SIM_SEED={seed} cargo test -p raft-core --test simulation {name} -- --nocapture"
-            ),
-        }
-    }
+    let acked = run_each(name, &seeds, f);
     assert!(acked > 0, "{name}: nothing was ever acknowledged");
     println!(
         "{name}: {} seeds passed, {acked} acknowledged proposals checked",

@@ -8,7 +8,9 @@ pub mod node;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use bytes::Bytes;
-use raft_core::{ConfState, Config, LogIndex, MemStorage, Message, NodeId, Role, Term};
+use raft_core::{
+    ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message, NodeId, Role, Term,
+};
 
 pub use checker::Checker;
 pub use node::SimNode;
@@ -18,6 +20,42 @@ pub fn config(id: u64) -> Config {
     let mut c = Config::new(NodeId(id));
     c.seed = 42;
     c
+}
+
+/// A voting configuration of the given ids.
+pub fn ids(v: &[u64]) -> ConfState {
+    ConfState::new(v.iter().map(|&i| NodeId(i)))
+}
+
+/// A log of empty entries with the given terms, starting at index 1.
+pub fn log_of(terms: &[u64]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| Entry::new(Term(t), LogIndex(i as u64 + 1), Bytes::new()))
+        .collect()
+}
+
+/// A store holding a log with the given terms and the given hard-state term and commit.
+pub fn store_with(voters: &[u64], terms: &[u64], hs_term: u64, commit: u64) -> MemStorage {
+    let mut s = MemStorage::new(ids(voters));
+    s.append(&log_of(terms)).unwrap();
+    s.set_hard_state(HardState {
+        term: Term(hs_term),
+        vote: NodeId::NONE,
+        commit: LogIndex(commit),
+    });
+    s
+}
+
+/// The leader of the highest term among the live nodes, if any.
+pub fn leader_of(nodes: &BTreeMap<NodeId, SimNode>) -> Option<NodeId> {
+    nodes
+        .values()
+        .filter_map(|n| n.raw.as_ref().map(|r| r.status()))
+        .filter(|s| s.role == Role::Leader)
+        .max_by_key(|s| s.term)
+        .map(|s| s.id)
 }
 
 /// Decides which messages the network loses.
@@ -46,7 +84,7 @@ impl Net {
     }
 
     pub fn with_config(ids: &[u64], cfg: impl Fn(u64) -> Config) -> Net {
-        let voters = ConfState::new(ids.iter().map(|&i| NodeId(i)));
+        let voters = self::ids(ids);
         let nodes = ids
             .iter()
             .map(|&i| {
@@ -235,12 +273,7 @@ impl Net {
 
     /// The leader of the highest term among live nodes, if any.
     pub fn leader(&self) -> Option<u64> {
-        self.nodes
-            .values()
-            .filter_map(|n| n.raw.as_ref().map(|r| r.status()))
-            .filter(|s| s.role == Role::Leader)
-            .max_by_key(|s| s.term)
-            .map(|s| s.id.get())
+        leader_of(&self.nodes).map(NodeId::get)
     }
 
     /// Ticks everybody and delivers until a leader is known to all live nodes, or panics.
