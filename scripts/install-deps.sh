@@ -5,7 +5,8 @@ set -euo pipefail
 
 need_apt=()
 # RocksDB's build (raft-log) needs libclang for bindgen and a C++ compiler.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+# (libclang-cpp is a different library and does not count.)
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1; then
     need_apt+=(libclang-dev clang)
 fi
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod conformance;
 mod election;
 mod error;
 mod log;

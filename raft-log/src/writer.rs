@@ -1,0 +1,330 @@
+//! The group-commit writer: one thread that turns every write waiting in the queue into one
+//! RocksDB `WriteBatch` and one synced write.
+//!
+//! While a batch syncs, new writes queue up; the next turn of the loop takes all of them
+//! (up to [`crate::LogOptions::max_batch_bytes`]), so N concurrent writers pay about one
+//! fsync. Writes are validated against the log as it will be after the writes before them,
+//! applied in order, and completed in order.
+
+use crate::error::LogError;
+use crate::record::{
+    KEY_COMPACTION, KEY_CONF_STATE, KEY_HARD_STATE, encode_compaction, encode_conf_state,
+    encode_entry, encode_hard_state, entry_key,
+};
+use crate::store::{Durable, LogWrite, Shared};
+use raft_core::{LogIndex, Term};
+use rocksdb::{WriteBatch, WriteOptions};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+type WriteDone = Box<dyn FnOnce(Result<Durable, LogError>) + Send>;
+type CompactDone = Box<dyn FnOnce(Result<Option<LogIndex>, LogError>) + Send>;
+
+/// Below this many entries a truncation deletes keys one by one; above, one range tombstone.
+const POINT_DELETE_MAX: u64 = 64;
+
+pub(crate) enum Op {
+    Write {
+        write: LogWrite,
+        done: WriteDone,
+    },
+    /// Compact to `target` (`upto` minus the trailing entries kept); `upto` must exist.
+    Compact {
+        upto: LogIndex,
+        target: LogIndex,
+        done: CompactDone,
+    },
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    ops: VecDeque<Op>,
+    closed: bool,
+}
+
+pub(crate) fn push(shared: &Shared, op: Op) {
+    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    if q.closed {
+        drop(q);
+        fail(op, LogError::Closed);
+        return;
+    }
+    q.ops.push_back(op);
+    drop(q);
+    shared.wakeup.notify_one();
+}
+
+/// Stops the writer once the queued writes are done.
+pub(crate) fn close(shared: &Shared) {
+    shared
+        .queue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .closed = true;
+    shared.wakeup.notify_one();
+}
+
+fn fail(op: Op, err: LogError) {
+    match op {
+        Op::Write { done, .. } => done(Err(err)),
+        Op::Compact { done, .. } => done(Err(err)),
+    }
+}
+
+pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, LogError> {
+    std::thread::Builder::new()
+        .name("raft-log-writer".into())
+        .spawn(move || run(&shared))
+        .map_err(|e| LogError::Failed(format!("cannot start the writer thread: {e}")))
+}
+
+enum Batch {
+    Writes(Vec<(LogWrite, WriteDone)>),
+    Compact {
+        upto: LogIndex,
+        target: LogIndex,
+        done: CompactDone,
+    },
+}
+
+/// Takes the next batch: every queued write up to the byte budget, or one compaction alone
+/// (it reads the term of its target from the store, so writes before it must be on disk).
+fn take_batch(shared: &Shared) -> Option<Batch> {
+    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    while q.ops.is_empty() {
+        if q.closed {
+            return None;
+        }
+        q = shared.wakeup.wait(q).unwrap_or_else(|p| p.into_inner());
+    }
+    let mut writes = Vec::new();
+    let mut bytes = 0;
+    while let Some(op) = q.ops.pop_front() {
+        match op {
+            Op::Compact { upto, target, done } if writes.is_empty() => {
+                return Some(Batch::Compact { upto, target, done });
+            }
+            Op::Write { write, done }
+                if writes.is_empty() || bytes + write.bytes() <= shared.opts.max_batch_bytes =>
+            {
+                bytes += write.bytes();
+                writes.push((write, done));
+            }
+            other => {
+                q.ops.push_front(other);
+                break;
+            }
+        }
+    }
+    Some(Batch::Writes(writes))
+}
+
+fn run(shared: &Shared) {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(shared.opts.sync);
+    while let Some(batch) = take_batch(shared) {
+        let failed = shared.read_state().failed.clone();
+        match (batch, failed) {
+            (Batch::Writes(writes), Some(reason)) => {
+                for (_, done) in writes {
+                    done(Err(LogError::Failed(reason.clone())));
+                }
+            }
+            (Batch::Compact { done, .. }, Some(reason)) => done(Err(LogError::Failed(reason))),
+            (Batch::Writes(writes), None) => write_batch(shared, &wo, writes),
+            (Batch::Compact { upto, target, done }, None) => {
+                done(compact(shared, &wo, upto, target))
+            }
+        }
+    }
+}
+
+/// Adds one write to `batch`, checked against the log as the writes before it leave it
+/// (`compacted`, `last`). Nothing is added unless all of it is valid. Returns the last index
+/// after it and whether it removes or replaces stored entries.
+fn stage(
+    shared: &Shared,
+    batch: &mut WriteBatch,
+    w: &LogWrite,
+    compacted: LogIndex,
+    last: LogIndex,
+) -> Result<(LogIndex, bool), LogError> {
+    let mut values = Vec::with_capacity(w.entries.len());
+    let mut new_last = last;
+    let mut destructive = false;
+    if let Some(first) = w.entries.first() {
+        let start = first.index;
+        for (prev, e) in w.entries.iter().zip(&w.entries[1..]) {
+            if e.index != prev.index.next() {
+                return Err(LogError::InvalidWrite(format!(
+                    "entries are not consecutive: {} follows {}",
+                    e.index, prev.index
+                )));
+            }
+        }
+        if start <= compacted {
+            return Err(LogError::InvalidWrite(format!(
+                "entry {start} is at or below the compaction point {compacted}"
+            )));
+        }
+        if start > last.next() {
+            return Err(LogError::InvalidWrite(format!(
+                "entry {start} would leave a hole after the last index {last}"
+            )));
+        }
+        for e in &w.entries {
+            values.push(encode_entry(e).ok_or_else(|| {
+                LogError::InvalidWrite(format!(
+                    "entry {} is of kind {:?}, which this log format cannot store",
+                    e.index, e.kind
+                ))
+            })?);
+        }
+        new_last = start.plus(w.entries.len() as u64 - 1);
+        destructive = start <= last;
+    }
+    let cf = shared.entries_cf();
+    if new_last < last {
+        // Conflict truncation: the suffix beyond the new entries goes in the same batch.
+        let (from, to) = (new_last.next(), last.next());
+        if to.get() - from.get() <= POINT_DELETE_MAX {
+            for i in from.get()..to.get() {
+                batch.delete_cf(cf, entry_key(LogIndex(i)));
+            }
+        } else {
+            batch.delete_range_cf(cf, entry_key(from), entry_key(to));
+        }
+    }
+    for (e, v) in w.entries.iter().zip(values) {
+        batch.put_cf(cf, entry_key(e.index), v);
+    }
+    let meta = shared.meta_cf();
+    if let Some(hs) = &w.hard_state {
+        batch.put_cf(meta, KEY_HARD_STATE, encode_hard_state(hs));
+    }
+    if let Some(cs) = &w.conf_state {
+        batch.put_cf(meta, KEY_CONF_STATE, encode_conf_state(cs));
+    }
+    Ok((new_last, destructive))
+}
+
+fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteDone)>) {
+    let (compacted, mut last) = {
+        let st = shared.read_state();
+        (st.compacted.0, st.last)
+    };
+    let mut batch = WriteBatch::default();
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut destructive = false;
+    for (w, _) in &writes {
+        let outcome = stage(shared, &mut batch, w, compacted, last);
+        if let Ok((new_last, d)) = outcome {
+            last = new_last;
+            destructive |= d;
+        }
+        outcomes.push(outcome.map(|(l, _)| l));
+    }
+
+    // Readers hold the state lock across their reads; a batch that deletes or replaces
+    // entries holds it exclusively while it writes, so no reader mixes old bounds with new data.
+    let mut guard = destructive.then(|| shared.write_state());
+    let started = Instant::now();
+    let result = if batch.is_empty() {
+        Ok(())
+    } else {
+        shared.db.write_opt(batch, wo)
+    };
+    let mut st = guard.take().unwrap_or_else(|| shared.write_state());
+    match result {
+        Ok(()) => {
+            let elapsed = started.elapsed();
+            let mut n_entries = 0;
+            let mut n_ok = 0;
+            for ((w, _), outcome) in writes.iter().zip(&outcomes) {
+                let Ok(new_last) = outcome else { continue };
+                st.cache.append(&w.entries);
+                st.last = *new_last;
+                if let Some(hs) = w.hard_state {
+                    st.hard_state = hs;
+                }
+                if let Some(cs) = &w.conf_state {
+                    st.conf_state = cs.clone();
+                }
+                n_entries += w.entries.len() as u64;
+                n_ok += 1;
+            }
+            drop(st);
+            let c = &shared.counters;
+            c.batches.fetch_add(1, Ordering::Relaxed);
+            c.writes.fetch_add(n_ok, Ordering::Relaxed);
+            c.entries.fetch_add(n_entries, Ordering::Relaxed);
+            metrics::counter!("raft_log_batches_total").increment(1);
+            metrics::counter!("raft_log_entries_total").increment(n_entries);
+            metrics::histogram!("raft_log_batch_writes").record(writes.len() as f64);
+            metrics::histogram!("raft_log_write_seconds").record(elapsed.as_secs_f64());
+            for ((_, done), outcome) in writes.into_iter().zip(outcomes) {
+                done(outcome.map(|last_index| Durable { last_index }));
+            }
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::error!(error = %reason, "raft log write failed; refusing further writes");
+            metrics::counter!("raft_log_write_failures_total").increment(1);
+            st.failed = Some(reason.clone());
+            drop(st);
+            for (_, done) in writes {
+                done(Err(LogError::Failed(reason.clone())));
+            }
+        }
+    }
+}
+
+fn compact(
+    shared: &Shared,
+    wo: &WriteOptions,
+    upto: LogIndex,
+    target: LogIndex,
+) -> Result<Option<LogIndex>, LogError> {
+    let (compacted, last) = {
+        let st = shared.read_state();
+        (st.compacted, st.last)
+    };
+    if upto > last {
+        return Err(LogError::Unavailable(upto));
+    }
+    if target <= compacted.0 {
+        return Ok(None);
+    }
+    let term: Term = shared.term_at(&shared.read_state(), target)?;
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(
+        shared.entries_cf(),
+        entry_key(compacted.0.next()),
+        entry_key(target.next()),
+    );
+    batch.put_cf(
+        shared.meta_cf(),
+        KEY_COMPACTION,
+        encode_compaction(target, term),
+    );
+    let mut st = shared.write_state();
+    if let Err(e) = shared.db.write_opt(batch, wo) {
+        let reason = e.to_string();
+        tracing::error!(error = %reason, "raft log compaction failed; refusing further writes");
+        st.failed = Some(reason.clone());
+        return Err(LogError::Failed(reason));
+    }
+    st.compacted = (target, term);
+    st.cache.compact_to(target);
+    drop(st);
+    tracing::debug!(
+        index = target.get(),
+        term = term.get(),
+        "raft log compacted"
+    );
+    metrics::counter!("raft_log_compactions_total").increment(1);
+    Ok(Some(target))
+}
