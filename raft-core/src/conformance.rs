@@ -249,7 +249,7 @@ pub mod cases {
     /// The last hard state written is the one a restart sees.
     pub fn hard_state_survives_reopen<S: TestStore>(new: &impl Fn(ConfState) -> S) {
         let mut s = new(conf());
-        s.append(&entries(1, 3, 2)).expect("append");
+        s.append(&entries(1, 3, 1)).expect("append");
         let hs = |term, vote, commit| HardState {
             term: t(term),
             vote: NodeId(vote),

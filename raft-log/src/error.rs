@@ -55,6 +55,10 @@ pub enum LogError {
     /// The store is shutting down.
     #[error("the log store is closed")]
     Closed,
+    /// A blocking call from a completion callback: it runs on the writer thread, which would
+    /// wait for itself.
+    #[error("blocking log call from a completion callback would deadlock")]
+    WouldDeadlock,
 }
 
 impl From<LogError> for StorageError {

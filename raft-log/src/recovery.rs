@@ -31,6 +31,9 @@ fn db_options(opts: &LogOptions, create: bool) -> Options {
     // Replay the WAL up to the first damaged record: with synced writes that can only be the
     // one write in flight at the crash, which was never reported durable.
     o.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // ...and notice a WAL that went missing or short (e.g. on a separate `wal_dir`) instead of
+    // silently rolling back acknowledged writes.
+    o.set_track_and_verify_wals_in_manifest(true);
     o.set_max_background_jobs(2);
     o.set_keep_log_file_num(4);
     if let Some(dir) = &opts.wal_dir {
@@ -59,16 +62,25 @@ pub(crate) fn open(path: &Path, opts: &LogOptions) -> Result<(DB, LogState), Log
         detail,
     };
     let exists = path.join("CURRENT").exists();
-    if !exists
-        && path.is_dir()
-        && std::fs::read_dir(path)
+    if !exists && path.is_dir() {
+        // Empty, or only what RocksDB writes before `CURRENT` (a crash while creating the
+        // log): a new log. Anything else is someone's data.
+        let names = std::fs::read_dir(path)
             .map_err(|e| not_a_log(format!("cannot list it: {e}")))?
-            .next()
-            .is_some()
-    {
-        return Err(not_a_log(
-            "the directory is not empty and holds no RocksDB database".into(),
-        ));
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()));
+        let names: Vec<String> = names.collect();
+        if let Some(other) = names.iter().find(|n| !is_rocksdb_startup_file(n)) {
+            return Err(not_a_log(format!(
+                "it holds no RocksDB database but other files (`{other}`)"
+            )));
+        }
+        // A WAL left by the interrupted create holds nothing anyone was told is durable (the
+        // log is usable only once `CURRENT` exists), and RocksDB refuses to create over it.
+        for name in names.iter().filter(|n| n.ends_with(".log")) {
+            tracing::warn!(path = %path.display(), file = %name, "removing the WAL of an interrupted log creation");
+            std::fs::remove_file(path.join(name))
+                .map_err(|e| not_a_log(format!("cannot remove the stale `{name}`: {e}")))?;
+        }
     }
     if exists {
         let cfs = DB::list_cf(&Options::default(), path)?;
@@ -102,13 +114,24 @@ pub(crate) fn open(path: &Path, opts: &LogOptions) -> Result<(DB, LogState), Log
     }
 }
 
+fn is_rocksdb_startup_file(name: &str) -> bool {
+    ["LOCK", "IDENTITY", "LOG"].contains(&name)
+        || ["LOG.old.", "MANIFEST-", "OPTIONS-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        || name.ends_with(".dbtmp")
+        || name.ends_with(".log")
+}
+
 fn fresh_state(opts: &LogOptions) -> LogState {
     LogState {
         compacted: (LogIndex(0), Term(0)),
         last: LogIndex(0),
+        last_term: Term(0),
         hard_state: HardState::default(),
         conf_state: ConfState::default(),
         cache: EntryCache::new(opts.cache_bytes),
+        hard_state_stored: false,
         failed: None,
     }
 }
@@ -178,6 +201,7 @@ fn load(db: &DB, opts: &LogOptions) -> Result<Option<LogState>, Loaded> {
     let mut state = fresh_state(opts);
     state.compacted = compacted;
     state.hard_state = hard_state.unwrap_or_default();
+    state.hard_state_stored = hard_state.is_some();
     state.conf_state = conf_state;
     let (last, last_term) = if opts.verify_on_open {
         scan_all(db, compacted, &mut state.cache)?
@@ -185,6 +209,7 @@ fn load(db: &DB, opts: &LogOptions) -> Result<Option<LogState>, Loaded> {
         scan_tail(db, compacted, &mut state.cache)?
     };
     state.last = last;
+    state.last_term = last_term;
     if let Some(hs) = hard_state {
         if hs.commit > state.last {
             return Err(LogError::Inconsistent(format!(

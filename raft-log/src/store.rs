@@ -77,9 +77,14 @@ pub(crate) struct LogState {
     /// `(index, term)` of the last compacted entry.
     pub(crate) compacted: (LogIndex, Term),
     pub(crate) last: LogIndex,
+    /// The term of the entry at `last` (the compaction term when the log is empty).
+    pub(crate) last_term: Term,
     pub(crate) hard_state: HardState,
     pub(crate) conf_state: ConfState,
     pub(crate) cache: EntryCache,
+    /// Whether a hard state was ever recorded (a log written without one, as by a test or
+    /// a tool, skips the checks that compare entries with it).
+    pub(crate) hard_state_stored: bool,
     /// Set after a failed write; every later write fails with it.
     pub(crate) failed: Option<String>,
 }
@@ -109,6 +114,7 @@ pub(crate) struct Shared {
     pub(crate) wakeup: Condvar,
     pub(crate) opts: LogOptions,
     pub(crate) counters: Counters,
+    pub(crate) writer_thread: std::sync::OnceLock<thread::ThreadId>,
 }
 
 impl Shared {
@@ -221,8 +227,10 @@ impl LogStore {
             wakeup: Condvar::new(),
             opts,
             counters: Counters::default(),
+            writer_thread: std::sync::OnceLock::new(),
         });
         let writer = writer::spawn(shared.clone())?;
+        let _ = shared.writer_thread.set(writer.thread().id());
         Ok(LogStore {
             inner: Arc::new(Inner {
                 shared,
@@ -250,8 +258,16 @@ impl LogStore {
         );
     }
 
+    fn check_not_writer(&self) -> Result<(), LogError> {
+        if self.shared().writer_thread.get() == Some(&thread::current().id()) {
+            return Err(LogError::WouldDeadlock);
+        }
+        Ok(())
+    }
+
     /// Writes and waits until the write is durable.
     pub fn write(&self, write: LogWrite) -> Result<Durable, LogError> {
+        self.check_not_writer()?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(write, move |r| {
             let _ = tx.send(r);
@@ -273,7 +289,11 @@ impl LogStore {
     /// [`LogOptions::keep_trailing`] (DeleteRange, in one synced batch with the new compaction
     /// point), then has RocksDB compact the range so its space is reclaimed. Returns the new
     /// first index. Blocks during RocksDB's compaction: call it off the hot path.
+    ///
+    /// Only committed entries can be compacted: `upto` beyond the recorded commit index is
+    /// refused (unless no hard state was ever recorded).
     pub fn compact(&self, upto: LogIndex) -> Result<LogIndex, LogError> {
+        self.check_not_writer()?;
         let target = LogIndex(upto.get().saturating_sub(self.shared().opts.keep_trailing));
         let (tx, rx) = mpsc::sync_channel(1);
         writer::push(

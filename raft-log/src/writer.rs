@@ -12,7 +12,7 @@ use crate::record::{
     encode_entry, encode_hard_state, entry_key,
 };
 use crate::store::{Durable, LogWrite, Shared};
-use raft_core::{LogIndex, Term};
+use raft_core::{HardState, LogIndex, Term};
 use rocksdb::{WriteBatch, WriteOptions};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -69,8 +69,16 @@ pub(crate) fn close(shared: &Shared) {
 
 fn fail(op: Op, err: LogError) {
     match op {
-        Op::Write { done, .. } => done(Err(err)),
-        Op::Compact { done, .. } => done(Err(err)),
+        Op::Write { done, .. } => complete(done, Err(err)),
+        Op::Compact { done, .. } => complete(done, Err(err)),
+    }
+}
+
+/// Runs a completion. A panicking callback is the caller's bug; it must not take the writer
+/// (and every later write) down with it.
+fn complete<T>(done: Box<dyn FnOnce(T) + Send>, result: T) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(result))).is_err() {
+        tracing::error!("a raft log completion callback panicked");
     }
 }
 
@@ -130,66 +138,162 @@ fn run(shared: &Shared) {
         match (batch, failed) {
             (Batch::Writes(writes), Some(reason)) => {
                 for (_, done) in writes {
-                    done(Err(LogError::Failed(reason.clone())));
+                    complete(done, Err(LogError::Failed(reason.clone())));
                 }
             }
-            (Batch::Compact { done, .. }, Some(reason)) => done(Err(LogError::Failed(reason))),
+            (Batch::Compact { done, .. }, Some(reason)) => {
+                complete(done, Err(LogError::Failed(reason)))
+            }
             (Batch::Writes(writes), None) => write_batch(shared, &wo, writes),
             (Batch::Compact { upto, target, done }, None) => {
-                done(compact(shared, &wo, upto, target))
+                complete(done, compact(shared, &wo, upto, target))
             }
         }
     }
 }
 
-/// Adds one write to `batch`, checked against the log as the writes before it leave it
-/// (`compacted`, `last`). Nothing is added unless all of it is valid. Returns the last index
-/// after it and whether it removes or replaces stored entries.
+/// The log as the writes staged so far leave it.
+#[derive(Clone)]
+struct View {
+    compacted: (LogIndex, Term),
+    last: LogIndex,
+    last_term: Term,
+    hard_state: HardState,
+    hard_state_stored: bool,
+    /// Terms of the entries staged in this batch, from `staged_from` on.
+    staged_from: LogIndex,
+    staged_terms: Vec<Term>,
+}
+
+impl View {
+    /// The term of the entry at `index` (`<= last`) as this batch leaves the log.
+    fn term(&self, shared: &Shared, index: LogIndex) -> Result<Term, LogError> {
+        if index >= self.staged_from {
+            let off = (index.get() - self.staged_from.get()) as usize;
+            if let Some(t) = self.staged_terms.get(off) {
+                return Ok(*t);
+            }
+        }
+        if index == self.compacted.0 {
+            return Ok(self.compacted.1);
+        }
+        shared.term_at(&shared.read_state(), index)
+    }
+
+    fn stage_entries(&mut self, entries: &[raft_core::Entry]) {
+        let start = entries[0].index;
+        if start >= self.staged_from
+            && start.get() - self.staged_from.get() <= self.staged_terms.len() as u64
+        {
+            self.staged_terms
+                .truncate((start.get() - self.staged_from.get()) as usize);
+        } else {
+            self.staged_from = start;
+            self.staged_terms.clear();
+        }
+        self.staged_terms.extend(entries.iter().map(|e| e.term));
+    }
+}
+
+fn invalid(msg: String) -> LogError {
+    LogError::InvalidWrite(msg)
+}
+
+/// Adds one write to `batch`, checked against `view`, which it advances. Nothing is added
+/// unless all of it is valid. Returns whether it removes or replaces stored entries.
+///
+/// The checks are the ones opening a log makes, so a log this writer accepted always opens:
+/// no hole, nothing at or below the compaction point, no committed entry replaced, the commit
+/// index never beyond the last entry, no entry newer than the current term.
 fn stage(
     shared: &Shared,
     batch: &mut WriteBatch,
     w: &LogWrite,
-    compacted: LogIndex,
-    last: LogIndex,
-) -> Result<(LogIndex, bool), LogError> {
+    view: &mut View,
+) -> Result<bool, LogError> {
+    let mut next = view.clone();
     let mut values = Vec::with_capacity(w.entries.len());
-    let mut new_last = last;
-    let mut destructive = false;
     if let Some(first) = w.entries.first() {
         let start = first.index;
         for (prev, e) in w.entries.iter().zip(&w.entries[1..]) {
-            if e.index != prev.index.next() {
-                return Err(LogError::InvalidWrite(format!(
-                    "entries are not consecutive: {} follows {}",
-                    e.index, prev.index
+            if e.index != prev.index.next() || e.term < prev.term {
+                return Err(invalid(format!(
+                    "entry {} (term {}) cannot follow entry {} (term {})",
+                    e.index, e.term, prev.index, prev.term
                 )));
             }
         }
-        if start <= compacted {
-            return Err(LogError::InvalidWrite(format!(
-                "entry {start} is at or below the compaction point {compacted}"
+        if start <= view.compacted.0 {
+            return Err(invalid(format!(
+                "entry {start} is at or below the compaction point {}",
+                view.compacted.0
             )));
         }
-        if start > last.next() {
-            return Err(LogError::InvalidWrite(format!(
-                "entry {start} would leave a hole after the last index {last}"
+        if start > view.last.next() {
+            return Err(invalid(format!(
+                "entry {start} would leave a hole after the last index {}",
+                view.last
+            )));
+        }
+        if view.hard_state_stored && start <= view.hard_state.commit {
+            return Err(invalid(format!(
+                "entry {start} would replace a committed entry (commit index {})",
+                view.hard_state.commit
+            )));
+        }
+        let before = if start == view.last.next() {
+            view.last_term
+        } else {
+            view.term(shared, start.prev())?
+        };
+        if first.term < before {
+            return Err(invalid(format!(
+                "entry {start} has term {}, older than the term {before} before it",
+                first.term
             )));
         }
         for e in &w.entries {
             values.push(encode_entry(e).ok_or_else(|| {
-                LogError::InvalidWrite(format!(
+                invalid(format!(
                     "entry {} is of kind {:?}, which this log format cannot store",
                     e.index, e.kind
                 ))
             })?);
         }
-        new_last = start.plus(w.entries.len() as u64 - 1);
-        destructive = start <= last;
+        let last_entry = &w.entries[w.entries.len() - 1];
+        next.last = last_entry.index;
+        next.last_term = last_entry.term;
+        next.stage_entries(&w.entries);
     }
+    if let Some(hs) = w.hard_state {
+        if view.hard_state_stored && hs.term < view.hard_state.term {
+            return Err(invalid(format!(
+                "the term cannot go back from {} to {}",
+                view.hard_state.term, hs.term
+            )));
+        }
+        next.hard_state = hs;
+        next.hard_state_stored = true;
+    }
+    if next.hard_state_stored {
+        if next.hard_state.commit > next.last {
+            return Err(invalid(format!(
+                "commit index {} beyond the last entry {}",
+                next.hard_state.commit, next.last
+            )));
+        }
+        if next.last_term > next.hard_state.term {
+            return Err(invalid(format!(
+                "entry {} has term {}, newer than the current term {}",
+                next.last, next.last_term, next.hard_state.term
+            )));
+        }
+    }
+
     let cf = shared.entries_cf();
-    if new_last < last {
+    if next.last < view.last {
         // Conflict truncation: the suffix beyond the new entries goes in the same batch.
-        let (from, to) = (new_last.next(), last.next());
+        let (from, to) = (next.last.next(), view.last.next());
         if to.get() - from.get() <= POINT_DELETE_MAX {
             for i in from.get()..to.get() {
                 batch.delete_cf(cf, entry_key(LogIndex(i)));
@@ -208,24 +312,33 @@ fn stage(
     if let Some(cs) = &w.conf_state {
         batch.put_cf(meta, KEY_CONF_STATE, encode_conf_state(cs));
     }
-    Ok((new_last, destructive))
+    let destructive = w.entries.first().is_some_and(|e| e.index <= view.last);
+    *view = next;
+    Ok(destructive)
 }
 
 fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteDone)>) {
-    let (compacted, mut last) = {
+    let mut view = {
         let st = shared.read_state();
-        (st.compacted.0, st.last)
+        View {
+            compacted: st.compacted,
+            last: st.last,
+            last_term: st.last_term,
+            hard_state: st.hard_state,
+            hard_state_stored: st.hard_state_stored,
+            staged_from: st.last.next(),
+            staged_terms: Vec::new(),
+        }
     };
     let mut batch = WriteBatch::default();
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut destructive = false;
     for (w, _) in &writes {
-        let outcome = stage(shared, &mut batch, w, compacted, last);
-        if let Ok((new_last, d)) = outcome {
-            last = new_last;
+        let outcome = stage(shared, &mut batch, w, &mut view);
+        if let Ok(d) = outcome {
             destructive |= d;
         }
-        outcomes.push(outcome.map(|(l, _)| l));
+        outcomes.push(outcome.map(|_| (view.last, view.last_term)));
     }
 
     // Readers hold the state lock across their reads; a batch that deletes or replaces
@@ -244,11 +357,15 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
             let mut n_entries = 0;
             let mut n_ok = 0;
             for ((w, _), outcome) in writes.iter().zip(&outcomes) {
-                let Ok(new_last) = outcome else { continue };
+                let Ok((last, last_term)) = outcome else {
+                    continue;
+                };
                 st.cache.append(&w.entries);
-                st.last = *new_last;
+                st.last = *last;
+                st.last_term = *last_term;
                 if let Some(hs) = w.hard_state {
                     st.hard_state = hs;
+                    st.hard_state_stored = true;
                 }
                 if let Some(cs) = &w.conf_state {
                     st.conf_state = cs.clone();
@@ -266,7 +383,7 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
             metrics::histogram!("raft_log_batch_writes").record(writes.len() as f64);
             metrics::histogram!("raft_log_write_seconds").record(elapsed.as_secs_f64());
             for ((_, done), outcome) in writes.into_iter().zip(outcomes) {
-                done(outcome.map(|last_index| Durable { last_index }));
+                complete(done, outcome.map(|(last_index, _)| Durable { last_index }));
             }
         }
         Err(e) => {
@@ -276,7 +393,7 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
             st.failed = Some(reason.clone());
             drop(st);
             for (_, done) in writes {
-                done(Err(LogError::Failed(reason.clone())));
+                complete(done, Err(LogError::Failed(reason.clone())));
             }
         }
     }
@@ -288,12 +405,18 @@ fn compact(
     upto: LogIndex,
     target: LogIndex,
 ) -> Result<Option<LogIndex>, LogError> {
-    let (compacted, last) = {
+    let (compacted, last, commit) = {
         let st = shared.read_state();
-        (st.compacted, st.last)
+        let commit = st.hard_state_stored.then_some(st.hard_state.commit);
+        (st.compacted, st.last, commit)
     };
     if upto > last {
         return Err(LogError::Unavailable(upto));
+    }
+    if let Some(commit) = commit.filter(|c| upto > *c) {
+        return Err(invalid(format!(
+            "cannot compact to {upto}: only entries up to the commit index {commit} may go"
+        )));
     }
     if target <= compacted.0 {
         return Ok(None);

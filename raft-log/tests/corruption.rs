@@ -4,7 +4,7 @@ mod support;
 
 use raft_core::conformance::entries;
 use raft_core::{HardState, LogIndex, NodeId, Storage, StorageError, Term};
-use raft_log::{LogError, LogStore, LogWrite};
+use raft_log::{LogError, LogStore};
 use support::{TempLog, key, raw_db, test_options};
 
 /// A log of entries 1..=100 (term 1), closed.
@@ -177,18 +177,16 @@ fn lost_tail_below_the_commit_index_refuses_open() {
 
 #[test]
 fn entry_from_the_future_refuses_open() {
-    let t = TempLog::new(test_options());
-    t.log()
-        .write(
-            LogWrite::entries(entries(1, 3, 5)).with_hard_state(HardState {
-                term: Term(4),
-                vote: NodeId::NONE,
-                commit: LogIndex(0),
-            }),
-        )
-        .unwrap();
-    drop(t.log);
-    let err = LogStore::open(t.dir.path(), test_options()).unwrap_err();
+    let mut t = closed_log();
+    {
+        // The stored term goes back to 0 (prost: term 0, vote 1, commit 90).
+        let db = raw_db(&t.path());
+        let cf = db.cf_handle("raft_meta").unwrap();
+        let v = support::sealed(b"hard_state", &[0x10, 0x01, 0x18, 90]);
+        db.put_cf(cf, b"hard_state", v).unwrap();
+    }
+    t.close();
+    let err = LogStore::open(t.path(), test_options()).unwrap_err();
     assert!(
         matches!(err, LogError::Inconsistent(ref m) if m.contains("term")),
         "{err}"
@@ -229,10 +227,7 @@ fn directories_that_are_not_logs_are_refused() {
     );
     {
         // A well-formed marker of version 2: prost field 1 = 2, then its checksum.
-        let payload = [0x08u8, 0x02];
-        let crc = crc32c::crc32c_append(crc32c::crc32c(b"format"), &payload);
-        let mut v = payload.to_vec();
-        v.extend_from_slice(&crc.to_le_bytes());
+        let v = support::sealed(b"format", &[0x08, 0x02]);
         let db = raw_db(&t.path());
         let cf = db.cf_handle("raft_meta").unwrap();
         db.put_cf(cf, b"format", v).unwrap();
@@ -250,4 +245,15 @@ fn a_log_open_elsewhere_is_refused() {
     let err = LogStore::open(t.path(), test_options()).unwrap_err();
     assert!(matches!(err, LogError::Rocks(_)), "{err}");
     assert!(err.to_string().to_lowercase().contains("lock"), "{err}");
+}
+
+#[test]
+fn a_crash_while_creating_the_log_leaves_a_directory_that_opens() {
+    // What RocksDB writes before `CURRENT` exists.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["LOCK", "LOG", "IDENTITY", "MANIFEST-000001", "000003.log"] {
+        std::fs::write(dir.path().join(f), b"").unwrap();
+    }
+    let log = LogStore::open(dir.path(), test_options()).expect("open after an interrupted create");
+    assert_eq!(log.last_index().unwrap(), LogIndex(0));
 }

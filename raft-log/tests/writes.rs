@@ -168,3 +168,83 @@ fn leader_replication_reads_come_from_the_cache() {
     let limited = log.entries(LogIndex(85), LogIndex(101), 350_000).unwrap();
     assert_eq!(limited.len(), 3);
 }
+
+#[test]
+fn writes_that_would_make_the_log_unopenable_are_refused() {
+    let t = TempLog::new(test_options());
+    let log = t.log();
+    let hs = |term, commit| HardState {
+        term: Term(term),
+        vote: NodeId(1),
+        commit: LogIndex(commit),
+    };
+    log.write(LogWrite::entries(entries(1, 10, 2)).with_hard_state(hs(2, 5)))
+        .unwrap();
+    let refused = [
+        (
+            "commit beyond the last entry",
+            LogWrite::default().with_hard_state(hs(2, 11)),
+        ),
+        (
+            "entry newer than the term",
+            LogWrite::entries(entries(11, 11, 3)),
+        ),
+        (
+            "term going back",
+            LogWrite::default().with_hard_state(hs(1, 5)),
+        ),
+        (
+            "committed entry replaced",
+            LogWrite::entries(entries(5, 6, 2)),
+        ),
+        ("term older than the entry before", {
+            let mut w = LogWrite::entries(entries(11, 11, 1));
+            w.hard_state = Some(hs(2, 5));
+            w
+        }),
+    ];
+    for (what, w) in refused {
+        match log.write(w) {
+            Err(LogError::InvalidWrite(msg)) => println!("{what}: {msg}"),
+            other => panic!("{what}: accepted ({other:?})"),
+        }
+    }
+    assert!(
+        matches!(log.compact(LogIndex(6)), Err(LogError::InvalidWrite(_))),
+        "compaction beyond commit"
+    );
+    // The same changes, made consistently, are fine.
+    log.write(LogWrite::entries(entries(6, 11, 3)).with_hard_state(hs(3, 11)))
+        .unwrap();
+    assert_eq!(log.compact(LogIndex(11)).unwrap(), LogIndex(12));
+    let mut t = t;
+    t.reopen();
+    assert_eq!(t.log().last_index().unwrap(), LogIndex(11));
+}
+
+#[test]
+fn a_panicking_callback_does_not_stop_the_writer() {
+    let t = TempLog::new(test_options());
+    t.log().submit(LogWrite::entries(entries(1, 1, 1)), |_| {
+        panic!("callback bug")
+    });
+    assert_eq!(
+        t.log().append(entries(2, 2, 1)).unwrap().last_index,
+        LogIndex(2)
+    );
+}
+
+#[test]
+fn blocking_calls_from_a_callback_are_refused_not_deadlocked() {
+    let t = TempLog::new(test_options());
+    let log = t.log().clone();
+    let (tx, rx) = mpsc::channel();
+    t.log()
+        .submit(LogWrite::entries(entries(1, 1, 1)), move |_| {
+            tx.send((log.append(entries(2, 2, 1)), log.compact(LogIndex(1))))
+                .unwrap();
+        });
+    let (append, compact) = rx.recv().unwrap();
+    assert!(matches!(append, Err(LogError::WouldDeadlock)));
+    assert!(matches!(compact, Err(LogError::WouldDeadlock)));
+}

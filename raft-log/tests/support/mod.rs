@@ -105,3 +105,11 @@ pub fn raw_db(path: &Path) -> rocksdb::DB {
 pub fn key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
+
+/// A value as the store seals it: `payload ‖ crc32c(key ‖ payload)`.
+pub fn sealed(key: &[u8], payload: &[u8]) -> Vec<u8> {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(key), payload);
+    let mut v = payload.to_vec();
+    v.extend_from_slice(&crc.to_le_bytes());
+    v
+}
