@@ -72,14 +72,14 @@ impl Peer {
     }
 
     /// Stops the peer's tasks and closes its connection.
-    pub(crate) fn stop(&self, code: u32, reason: &[u8]) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .abort_all();
+    /// Returns the aborted tasks, to wait for.
+    pub(crate) fn stop(&self, code: u32, reason: &[u8]) -> tokio::task::JoinSet<()> {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        tasks.abort_all();
         if let Some(c) = self.conn.send_replace(None) {
             c.conn.close(code.into(), reason);
         }
+        tasks
     }
 
     /// The live connection, if any.

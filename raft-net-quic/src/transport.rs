@@ -388,12 +388,18 @@ impl Transport {
 
     /// Closes every connection and stops every task; the UDP port is free when this returns.
     pub async fn shutdown(self) {
-        self.stop();
+        for mut tasks in self.stop() {
+            tasks.shutdown().await;
+        }
         let _ =
             tokio::time::timeout(Duration::from_secs(2), self.shared.endpoint.wait_idle()).await;
+        drop(self);
+        // The endpoint's driver closes the socket once it sees the last handle go.
+        tokio::task::yield_now().await;
     }
 
-    fn stop(&self) {
+    /// Closes everything and aborts every task; returns the aborted tasks.
+    fn stop(&self) -> Vec<JoinSet<()>> {
         let peers: Vec<_> = self
             .shared
             .peers
@@ -402,17 +408,18 @@ impl Transport {
             .drain()
             .map(|(_, p)| p)
             .collect();
-        for peer in peers {
-            peer.stop(CLOSE_SHUTDOWN, b"shutting down");
-        }
+        let mut all: Vec<JoinSet<()>> = peers
+            .iter()
+            .map(|p| p.stop(CLOSE_SHUTDOWN, b"shutting down"))
+            .collect();
         self.shared
             .endpoint
             .close(CLOSE_SHUTDOWN.into(), b"shutting down");
-        self.shared
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .abort_all();
+        let mut tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        tasks.abort_all();
+        all.push(tasks);
+        all
     }
 }
 

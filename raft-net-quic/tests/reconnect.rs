@@ -6,7 +6,7 @@ mod support;
 use raft_core::NodeId;
 use raft_net_quic::certs::ClusterCa;
 use std::time::Duration;
-use support::{config, connected, deliver, heartbeat, identity, pair, start};
+use support::{config, connected, deliver, heartbeat, identity, pair};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_peer_gets_messages_again() {
