@@ -128,3 +128,39 @@ async fn bad_frames_close_their_stream_only() {
         .unwrap();
     assert_eq!(got, heartbeat(2, 1, 7), "the forged message got through");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_is_refused() {
+    let ca = ClusterCa::generate().unwrap();
+    let (a, mut b) = support::pair(&ca);
+    support::connected(&a, 2).await;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"raft-peer/1".to_vec()];
+    let qc = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(qc);
+    let refused = async {
+        let conn = ep.connect(a.addr, "node-1").unwrap().await?;
+        // TLS 1.3 clients learn of a refused certificate only when they use the connection.
+        let (mut s, mut r) = conn.open_bi().await?;
+        s.write_all(b"\x00").await?;
+        r.read_to_end(64).await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    assert!(
+        refused.await.is_err(),
+        "a client without a certificate got in"
+    );
+    // The node is unaffected.
+    let m = heartbeat(1, 2, 3);
+    assert_eq!(support::deliver(&a, &mut b, m.clone()).await, m);
+}

@@ -43,3 +43,19 @@ async fn simultaneous_dials_settle_on_one_connection() {
         assert_eq!(deliver(&b, &mut a, m.clone()).await, m);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_moves_is_found_at_its_new_address() {
+    let ca = ClusterCa::generate().unwrap();
+    let (mut a, b) = pair(&ca);
+    connected(&a, 2).await;
+    b.t.shutdown().await;
+    drop(b.inbound);
+    // Node 2 comes back elsewhere; node 1 is told (as a membership change would).
+    let mut b = support::start(config(2, identity(&ca, 2)).peer(NodeId(1), a.addr));
+    a.t.set_peer(NodeId(2), b.addr);
+    let m = heartbeat(1, 2, 1);
+    assert_eq!(deliver(&a, &mut b, m.clone()).await, m);
+    let back = heartbeat(2, 1, 2);
+    assert_eq!(deliver(&b, &mut a, back.clone()).await, back);
+}
