@@ -2,7 +2,7 @@
 //! big-endian length and that many bytes. Lengths above the configured maximum are refused
 //! before any allocation, so a hostile peer cannot make a node buffer more than one frame.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use quinn::{ReadExactError, RecvStream};
 use raft_core::NodeId;
 
@@ -106,6 +106,52 @@ pub(crate) async fn read_frame(
         Ok(()) => Ok(Some(buf.into())),
         Err(ReadExactError::FinishedEarly(_)) => Err(FrameError::Truncated),
         Err(ReadExactError::ReadError(e)) => Err(e.into()),
+    }
+}
+
+/// Reads frames from a stream through a buffer: one quinn read yields many small frames
+/// (reading each length and body separately costs two stream reads per message). Holds at
+/// most one frame plus one chunk.
+pub(crate) struct FrameReader {
+    recv: RecvStream,
+    buf: BytesMut,
+    max: usize,
+}
+
+impl FrameReader {
+    pub(crate) fn new(recv: RecvStream, max: usize) -> FrameReader {
+        FrameReader {
+            recv,
+            buf: BytesMut::with_capacity(16 << 10),
+            max,
+        }
+    }
+
+    /// The next frame; `None` at a clean end of stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                if len > self.max {
+                    return Err(FrameError::TooLarge { len, max: self.max });
+                }
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+            }
+            match self.recv.read_chunk(64 << 10, true).await? {
+                Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
+                None if self.buf.is_empty() => return Ok(None),
+                None => return Err(FrameError::Truncated),
+            }
+        }
+    }
+
+    /// Asks the peer to stop sending on this stream.
+    pub(crate) fn stop(&mut self, code: u32) {
+        let _ = self.recv.stop(code.into());
     }
 }
 

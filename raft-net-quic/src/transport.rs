@@ -597,14 +597,15 @@ async fn read_messages(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvS
         TrafficClass::Control => &shared.inbound_control,
         _ => &shared.inbound_replication,
     };
+    let mut frames = crate::frame::FrameReader::new(recv, shared.cfg.max_frame_bytes);
     loop {
-        let frame = match read_frame(&mut recv, shared.cfg.max_frame_bytes).await {
+        let frame = match frames.next().await {
             Ok(Some(f)) => f,
             Ok(None) => return,
             Err(e) => {
                 if !matches!(e, crate::frame::FrameError::Read(_)) {
                     stream_error(me, peer, class.as_str(), e.kind(), &e);
-                    let _ = recv.stop(STOP_BAD_FRAME.into());
+                    frames.stop(STOP_BAD_FRAME);
                 }
                 return;
             }
@@ -613,7 +614,7 @@ async fn read_messages(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvS
             Ok(m) => m,
             Err(e) => {
                 stream_error(me, peer, class.as_str(), "undecodable", &e);
-                let _ = recv.stop(STOP_BAD_FRAME.into());
+                frames.stop(STOP_BAD_FRAME);
                 return;
             }
         };
