@@ -179,6 +179,20 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// The transport could not deliver to `peer` (its queue is full, or it is unreachable).
+    /// A leader stops pipelining to it and falls back to probing: one AppendEntries at a time
+    /// from just after what the peer is known to hold, so nothing is sent into a void.
+    pub fn report_unreachable(&mut self, peer: NodeId) {
+        if self.raft.role != Role::Leader || peer == self.raft.id {
+            return;
+        }
+        if let Some(p) = self.raft.progress.get_mut(&peer) {
+            if p.state == ProgressState::Replicate {
+                p.become_probe();
+            }
+        }
+    }
+
     /// Handles a message from a peer.
     pub fn step(&mut self, m: Message) -> Result<()> {
         self.raft.step(m)

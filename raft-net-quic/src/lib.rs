@@ -15,8 +15,10 @@
 //!   data.
 //! - **Frames** are length-prefixed [`raft_core::wire`] messages with a maximum size; an
 //!   oversized, truncated or undecodable frame closes that stream with a logged, counted error.
-//! - **Bounded queues**: [`Transport::send`] never waits; a full queue is an error the caller
-//!   can act on (Raft tolerates the loss).
+//! - **Bounded queues**: [`Transport::send`] never waits. A full queue is an error the caller
+//!   acts on: for replication, tell raft-core (`RawNode::report_unreachable`) so the leader
+//!   falls back to probing that follower instead of pipelining into a backlog; a dropped
+//!   heartbeat is superseded by the next one (counted as coalesced). Raft tolerates the loss.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
