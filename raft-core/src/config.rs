@@ -27,6 +27,9 @@ pub struct Config {
     pub max_apply_bytes: u64,
     /// Seed for the election-timeout randomness; mixed with `id`, so nodes may share it.
     pub seed: u64,
+    /// Suggest a snapshot ([`crate::Ready::snapshot_due`]) once this many entries were applied
+    /// since the newest snapshot (0 = never).
+    pub snapshot_interval: u64,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             max_inflight_bytes: 32 << 20,
             max_apply_bytes: 16 << 20,
             seed: 0,
+            snapshot_interval: 10_000,
         }
     }
 

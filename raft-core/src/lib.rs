@@ -32,6 +32,7 @@ mod raw_node;
 mod read_index;
 mod replication;
 mod rng;
+mod snapshot;
 mod storage;
 mod types;
 mod validate;
@@ -40,11 +41,14 @@ pub mod wire;
 pub use config::Config;
 pub use error::{ConfigError, Error, Result, StorageError};
 pub use message::{
-    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse, Message,
-    MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote, RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
+    InstallSnapshot, Message, MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote,
+    RequestVoteResponse,
 };
 pub use progress::ProgressState;
 pub use raw_node::{PeerStatus, RawNode, Ready, Status};
 pub use read_index::ReadState;
 pub use storage::{InitialState, MemStorage, Storage};
-pub use types::{ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
+pub use types::{
+    ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftState, Term,
+};

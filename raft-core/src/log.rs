@@ -10,7 +10,7 @@
 
 use crate::error::StorageError;
 use crate::storage::{Storage, limit_size};
-use crate::types::{Entry, LogIndex, Term};
+use crate::types::{Entry, LogIndex, SnapshotMeta, Term};
 
 pub(crate) struct RaftLog<S> {
     pub(crate) store: S,
@@ -23,6 +23,11 @@ pub(crate) struct RaftLog<S> {
     pub(crate) durable: LogIndex,
     pub(crate) applying: LogIndex,
     pub(crate) applied: LogIndex,
+    /// The newest snapshot this node has (taken, installed or found in storage at start).
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// A snapshot received from the leader that replaces the log but is not durable yet;
+    /// `bool`: whether it was handed out in a ready.
+    pending_snapshot: Option<(SnapshotMeta, bool)>,
 }
 
 impl<S: Storage> RaftLog<S> {
@@ -33,6 +38,7 @@ impl<S: Storage> RaftLog<S> {
     ) -> Result<Self, StorageError> {
         let first = store.first_index()?;
         let last = store.last_index()?;
+        let snapshot = store.snapshot()?;
         // A restarted node knows its commit index from its hard state — or from its applied
         // index, which may be newer when applying raced the hard-state write (applied entries
         // were committed). It is never beyond what it stored, nor below the compacted prefix.
@@ -47,12 +53,17 @@ impl<S: Storage> RaftLog<S> {
             durable: last,
             applying: applied,
             applied,
+            snapshot,
+            pending_snapshot: None,
         })
     }
 
     pub(crate) fn first_index(&self) -> LogIndex {
         // Storage errors here mean a broken store; an empty-prefix answer keeps us safe
         // (nothing is considered present that is not).
+        if let Some((s, _)) = &self.pending_snapshot {
+            return s.index.next();
+        }
         self.store.first_index().unwrap_or(LogIndex(1))
     }
 
@@ -78,6 +89,14 @@ impl<S: Storage> RaftLog<S> {
         }
         if index >= self.unstable_offset {
             return Ok(self.unstable[(index.get() - self.unstable_offset.get()) as usize].term);
+        }
+        if let Some((s, _)) = &self.pending_snapshot {
+            if index == s.index {
+                return Ok(s.term);
+            }
+            if index < s.index {
+                return Err(StorageError::Compacted(index));
+            }
         }
         self.store.term(index)
     }
@@ -224,5 +243,54 @@ impl<S: Storage> RaftLog<S> {
 
     pub(crate) fn has_committed_to_apply(&self) -> bool {
         self.applying < self.committed.min(self.durable)
+    }
+
+    /// Replaces the whole log by a snapshot from the leader (§7: the log did not contain the
+    /// snapshot's last entry, so none of it can be kept). The snapshot is handed out in the
+    /// next ready, and counts as applied through its index.
+    pub(crate) fn restore(&mut self, meta: SnapshotMeta) {
+        let index = meta.index;
+        self.unstable.clear();
+        self.unstable_offset = index.next();
+        self.handed_out = index.next();
+        self.committed = index;
+        self.durable = self.durable.min(index);
+        self.applying = index;
+        self.snapshot = Some(meta.clone());
+        self.pending_snapshot = Some((meta, false));
+    }
+
+    /// The restored snapshot, if not handed out yet; marks it handed out.
+    pub(crate) fn take_snapshot(&mut self) -> Option<SnapshotMeta> {
+        match &mut self.pending_snapshot {
+            Some((meta, handed_out)) if !*handed_out => {
+                *handed_out = true;
+                Some(meta.clone())
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn has_unpersisted_snapshot(&self) -> bool {
+        self.pending_snapshot.as_ref().is_some_and(|(_, out)| !out)
+    }
+
+    /// The caller made the snapshot at `index` durable: storage now answers for it.
+    pub(crate) fn snapshot_persisted(&mut self, index: LogIndex) {
+        if self
+            .pending_snapshot
+            .as_ref()
+            .is_some_and(|(s, _)| s.index == index)
+        {
+            self.pending_snapshot = None;
+            self.durable = self.durable.max(index);
+        }
+    }
+
+    /// The caller took a snapshot at `meta.index` (an applied index).
+    pub(crate) fn snapshot_taken(&mut self, meta: SnapshotMeta) {
+        if self.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
+            self.snapshot = Some(meta);
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// A message between two nodes. `term` is the sender's current term, except for a granted
 /// pre-vote response, which echoes the term the pre-candidate asked for (thesis §9.6).
@@ -38,6 +38,11 @@ pub enum MessageBody {
     ReadIndex(ReadIndexRequest),
     /// The leader's answer to [`MessageBody::ReadIndex`].
     ReadIndexResponse(ReadIndexResponse),
+    /// The leader tells a follower that needs compacted entries to install its snapshot
+    /// (§7). The caller streams the snapshot's data first and delivers this message once the
+    /// data is staged; the follower answers with an [`MessageBody::AppendEntriesResponse`]
+    /// once the snapshot is durable.
+    InstallSnapshot(InstallSnapshot),
 }
 
 impl MessageBody {
@@ -54,6 +59,7 @@ impl MessageBody {
             MessageBody::HeartbeatResponse(_) => "HeartbeatResponse",
             MessageBody::ReadIndex(_) => "ReadIndex",
             MessageBody::ReadIndexResponse(_) => "ReadIndexResponse",
+            MessageBody::InstallSnapshot(_) => "InstallSnapshot",
         }
     }
 }
@@ -144,4 +150,11 @@ pub struct ReadIndexResponse {
     pub ctx: Bytes,
     /// The read index, or `None` when the recipient is no longer leader and cannot serve it.
     pub index: Option<LogIndex>,
+}
+
+/// The snapshot a follower must install.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallSnapshot {
+    /// Where the snapshot stands in the log.
+    pub meta: SnapshotMeta,
 }

@@ -92,6 +92,8 @@ pub(crate) struct Progress {
     pub(crate) matched_at_last_heartbeat: LogIndex,
     /// The commit index last sent to this peer.
     pub(crate) sent_commit: LogIndex,
+    /// In snapshot state: the index of the snapshot being sent.
+    pub(crate) pending_snapshot: LogIndex,
 }
 
 impl Progress {
@@ -104,10 +106,20 @@ impl Progress {
             inflights: Inflights::new(max_count, max_bytes),
             matched_at_last_heartbeat: LogIndex(0),
             sent_commit: LogIndex(0),
+            pending_snapshot: LogIndex(0),
         }
     }
 
+    /// Waiting for the peer to install the snapshot at `index`; nothing else is sent.
+    pub(crate) fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot;
+        self.pending_snapshot = index;
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
     pub(crate) fn become_probe(&mut self) {
+        self.pending_snapshot = LogIndex(0);
         self.state = ProgressState::Probe;
         self.next = self.matched.next();
         self.probe_sent = false;

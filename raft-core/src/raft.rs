@@ -248,16 +248,18 @@ impl<S: Storage> Raft<S> {
                 // echoes the term we would campaign in.
                 MessageBody::RequestVote(v) if v.pre_vote => {}
                 MessageBody::RequestVoteResponse(v) if v.pre_vote && v.granted => {}
-                MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
-                    self.become_follower(m.term, m.from)
-                }
+                MessageBody::AppendEntries(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::InstallSnapshot(_) => self.become_follower(m.term, m.from),
                 _ => self.become_follower(m.term, NodeId::NONE),
             }
         } else if m.term < self.term {
             // A stale message: answer only where the answer tells the sender it is behind,
             // and never touch the election timer.
             match &m.body {
-                MessageBody::AppendEntries(_) | MessageBody::Heartbeat(_) => {
+                MessageBody::AppendEntries(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::InstallSnapshot(_) => {
                     self.send(
                         m.from,
                         MessageBody::HeartbeatResponse(HeartbeatResponse { read_round: 0 }),
@@ -304,6 +306,11 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::ReadIndex(r) => self.handle_read_index_request(m.from, r),
             MessageBody::ReadIndexResponse(r) => self.handle_read_index_response(r),
+            MessageBody::InstallSnapshot(s) => {
+                if self.accept_leader(m.from) {
+                    self.handle_install_snapshot(m.from, s.meta);
+                }
+            }
         }
         Ok(())
     }

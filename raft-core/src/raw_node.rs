@@ -11,14 +11,16 @@ use crate::progress::ProgressState;
 use crate::raft::Raft;
 use crate::read_index::ReadState;
 use crate::storage::Storage;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SoftState, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftState, Term};
 
 /// One batch of effects. Handle it in this order:
 ///
 /// 1. send `messages` (they do not depend on local durability: the leader replicates while
 ///    its own write is in flight, thesis §10.2.1);
-/// 2. persist `entries` (an append at `entries[0].index` replaces every stored entry from
-///    there on) and `hard_state` — atomically, or entries first;
+/// 2. persist `snapshot` first if there is one (install the staged snapshot data into the
+///    state machine and restart the log after it, e.g. `MemStorage::apply_snapshot`), then
+///    `entries` (an append at `entries[0].index` replaces every stored entry from there on)
+///    and `hard_state` — atomically, or in that order;
 /// 3. once that is durable, send `persisted_messages` and call [`RawNode::on_persisted`] with
 ///    `number`. Writes must become durable in ready order (one log writer that batches them
 ///    does this). A ready with nothing to write has no `persisted_messages`: answers that
@@ -37,6 +39,11 @@ pub struct Ready {
     pub soft_state: Option<SoftState>,
     /// Hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
+    /// A snapshot from the leader to install before anything else in this ready: its data
+    /// replaces the state machine (applied through `snapshot.index`) and the log restarts
+    /// after it. Acknowledge it with [`RawNode::on_persisted`] and, once the state machine
+    /// runs on it, [`RawNode::on_applied`]`(snapshot.index)`.
+    pub snapshot: Option<SnapshotMeta>,
     /// Entries to persist.
     pub entries: Vec<Entry>,
     /// Messages to send now.
@@ -49,12 +56,16 @@ pub struct Ready {
     pub read_states: Vec<ReadState>,
     /// Read contexts that cannot be served (leadership changed): retry elsewhere.
     pub failed_reads: Vec<Bytes>,
+    /// The log has grown [`crate::Config::snapshot_interval`] entries past the newest
+    /// snapshot: take one at this applied index, then call [`RawNode::on_snapshot_taken`]
+    /// and compact storage up to it (keeping a tail for slow followers).
+    pub snapshot_due: Option<LogIndex>,
 }
 
 impl Ready {
     /// Whether steps 2–3 have anything to write.
     pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty()
+        self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
     }
 }
 
@@ -63,6 +74,7 @@ struct InFlight {
     number: u64,
     hard_state: Option<HardState>,
     last: Option<(LogIndex, Term)>,
+    snapshot: Option<LogIndex>,
 }
 
 /// A Raft node without I/O, time or threads.
@@ -101,6 +113,8 @@ pub struct RawNode<S> {
     /// Answers from readies without writes, waiting for the earlier write they depend on:
     /// `(ready number to wait for, messages)`.
     held: Vec<(u64, Vec<Message>)>,
+    /// The applied index a snapshot was last suggested at.
+    snapshot_suggested: LogIndex,
 }
 
 /// A peer as the leader sees it.
@@ -140,6 +154,8 @@ pub struct Status {
     pub first_index: LogIndex,
     /// Last index in the log.
     pub last_index: LogIndex,
+    /// Index of the newest snapshot (0 if none).
+    pub snapshot_index: LogIndex,
     /// Per-peer replication state (leader only).
     pub peers: Vec<PeerStatus>,
 }
@@ -164,6 +180,7 @@ impl<S: Storage> RawNode<S> {
             next_number: 1,
             in_flight: VecDeque::new(),
             held: Vec::new(),
+            snapshot_suggested: LogIndex(0),
         })
     }
 
@@ -223,6 +240,8 @@ impl<S: Storage> RawNode<S> {
         r.soft_state() != self.prev_soft
             || r.hard_state() != self.prev_hard
             || r.log.has_unpersisted()
+            || r.log.has_unpersisted_snapshot()
+            || self.snapshot_due().is_some()
             || !r.msgs.is_empty()
             || !r.msgs_after_persist.is_empty()
             || r.log.has_committed_to_apply()
@@ -267,6 +286,7 @@ impl<S: Storage> RawNode<S> {
         let hard_state = (hard != self.prev_hard).then_some(hard);
         self.prev_hard = hard;
 
+        let snapshot = r.log.take_snapshot();
         let entries = r.log.take_unpersisted();
         let committed_entries = r
             .log
@@ -277,14 +297,18 @@ impl<S: Storage> RawNode<S> {
             });
         let last = entries.last().map(|e| (e.index, e.term));
         let mut persisted_messages = std::mem::take(&mut r.msgs_after_persist);
-        if hard_state.is_none() && entries.is_empty() && !persisted_messages.is_empty() {
+        if hard_state.is_none()
+            && entries.is_empty()
+            && snapshot.is_none()
+            && !persisted_messages.is_empty()
+        {
             // Nothing to write here, but the answers may repeat a promise (an append ack, a
             // vote) whose write is still in flight: hold them until that write is durable, so
             // a caller that skips empty readies cannot send them early.
             let pending = self
                 .in_flight
                 .iter()
-                .filter(|f| f.hard_state.is_some() || f.last.is_some())
+                .filter(|f| f.hard_state.is_some() || f.last.is_some() || f.snapshot.is_some())
                 .map(|f| f.number)
                 .max();
             if let Some(wait) = pending {
@@ -296,11 +320,19 @@ impl<S: Storage> RawNode<S> {
             number,
             hard_state,
             last,
+            snapshot: snapshot.as_ref().map(|s| s.index),
         });
+        let snapshot_due = self.snapshot_due();
+        if let Some(at) = snapshot_due {
+            self.snapshot_suggested = at;
+        }
+        let r = &mut self.raft;
         Ready {
             number,
             soft_state,
             hard_state,
+            snapshot,
+            snapshot_due,
             entries,
             messages: std::mem::take(&mut r.msgs),
             persisted_messages,
@@ -318,9 +350,44 @@ impl<S: Storage> RawNode<S> {
         while self.in_flight.front().is_some_and(|f| f.number <= number) {
             // The loop condition just checked that a front element exists.
             let f = self.in_flight.pop_front().expect("front exists");
+            if let Some(index) = f.snapshot {
+                self.raft.log.snapshot_persisted(index);
+            }
             self.raft.on_persisted(f.hard_state, f.last);
         }
         Ok(())
+    }
+
+    /// The applied index at which a snapshot is due, if one is.
+    fn snapshot_due(&self) -> Option<LogIndex> {
+        let interval = self.raft.cfg.snapshot_interval;
+        let log = &self.raft.log;
+        let base = log
+            .snapshot
+            .as_ref()
+            .map_or(LogIndex(0), |s| s.index)
+            .max(self.snapshot_suggested);
+        (interval > 0 && log.applied.get() >= base.get().saturating_add(interval))
+            .then_some(log.applied)
+    }
+
+    /// The caller took a snapshot of its state machine at `meta.index` (at most the applied
+    /// index) and recorded it in storage: the leader sends it to followers that need entries
+    /// from before it, so storage may now compact up to `meta.index`.
+    pub fn on_snapshot_taken(&mut self, meta: SnapshotMeta) -> Result<()> {
+        if meta.index > self.raft.log.applied {
+            return Err(Error::InvalidAck("snapshot beyond the applied index"));
+        }
+        self.raft.log.snapshot_taken(meta);
+        Ok(())
+    }
+
+    /// The caller's transfer of a snapshot to `peer` finished (`ok`) or failed. After a
+    /// failure the leader probes the peer again, and sends the snapshot again if needed.
+    pub fn report_snapshot(&mut self, peer: NodeId, ok: bool) {
+        if self.raft.role == Role::Leader {
+            self.raft.report_snapshot(peer, ok);
+        }
     }
 
     /// Acknowledges that the state machine applied every entry up to `index`.
@@ -347,6 +414,7 @@ impl<S: Storage> RawNode<S> {
             durable: r.log.durable,
             first_index: r.log.first_index(),
             last_index: r.log.last_index(),
+            snapshot_index: r.log.snapshot.as_ref().map_or(LogIndex(0), |s| s.index),
             peers: r
                 .progress
                 .iter()

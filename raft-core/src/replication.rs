@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse, MessageBody,
 };
@@ -100,9 +100,12 @@ impl<S: Storage> Raft<S> {
         let prev = next.prev();
         let prev_term = match self.log.term(prev) {
             Ok(t) => t,
+            Err(StorageError::Compacted(_)) => {
+                // The follower needs entries we compacted: it gets the snapshot (§7).
+                self.send_snapshot(to);
+                return;
+            }
             Err(e) => {
-                // The follower needs entries we compacted: snapshots arrive with the snapshot
-                // issue. Until then there is nothing we can send it.
                 warn!(node = %self.id, peer = %to, index = %prev, error = %e,
                       "cannot replicate: previous entry unavailable");
                 return;
@@ -111,6 +114,10 @@ impl<S: Storage> Raft<S> {
         let entries = if has_new {
             match self.log.slice(next, last.next(), self.cfg.max_size_per_msg) {
                 Ok(e) => e,
+                Err(StorageError::Compacted(_)) => {
+                    self.send_snapshot(to);
+                    return;
+                }
                 Err(e) => {
                     warn!(node = %self.id, peer = %to, index = %next, error = %e,
                           "cannot read entries to replicate");
@@ -165,6 +172,10 @@ impl<S: Storage> Raft<S> {
                     return;
                 };
                 if pr.maybe_update(r.index) {
+                    if pr.state == ProgressState::Snapshot && pr.matched >= pr.pending_snapshot {
+                        // The follower installed the snapshot: replicate from there.
+                        pr.become_probe();
+                    }
                     if pr.state == ProgressState::Probe {
                         pr.become_replicate();
                     }
@@ -324,7 +335,12 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    fn respond_append(&mut self, to: NodeId, index: LogIndex, reject: Option<ConflictHint>) {
+    pub(crate) fn respond_append(
+        &mut self,
+        to: NodeId,
+        index: LogIndex,
+        reject: Option<ConflictHint>,
+    ) {
         self.send(
             to,
             MessageBody::AppendEntriesResponse(AppendEntriesResponse { index, reject }),

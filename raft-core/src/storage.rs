@@ -6,7 +6,7 @@
 //! Entries handed out but not yet acknowledged are served from the core's own memory.
 
 use crate::error::StorageError;
-use crate::types::{ConfState, Entry, HardState, LogIndex, Term};
+use crate::types::{ConfState, Entry, HardState, LogIndex, SnapshotMeta, Term};
 
 /// What a node needs to restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,6 +45,12 @@ pub trait Storage {
 
     /// The last index present (`first_index() - 1` when empty).
     fn last_index(&self) -> Result<LogIndex, StorageError>;
+
+    /// The newest snapshot the node holds, if any: a leader sends it to followers that need
+    /// compacted entries. Its index is at or above the compaction point.
+    fn snapshot(&self) -> Result<Option<SnapshotMeta>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// An in-memory [`Storage`] for tests, simulations and embedders that persist elsewhere.
@@ -55,6 +61,7 @@ pub struct MemStorage {
     /// `(index, term)` of the last compacted entry: the entry just before `entries[0]`.
     compacted: (LogIndex, Term),
     entries: Vec<Entry>,
+    snapshot: Option<SnapshotMeta>,
 }
 
 impl MemStorage {
@@ -77,6 +84,7 @@ impl MemStorage {
                 commit: index,
             },
             entries: Vec::new(),
+            snapshot: None,
         }
     }
 
@@ -132,6 +140,29 @@ impl MemStorage {
         Ok(())
     }
 
+    /// Records a snapshot this node took (of its own state machine at `meta.index`).
+    pub fn set_snapshot(&mut self, meta: SnapshotMeta) {
+        if self.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
+            self.snapshot = Some(meta);
+        }
+    }
+
+    /// Installs a snapshot received from the leader (a [`crate::Ready::snapshot`]): the log
+    /// restarts after it, keeping a suffix only if it holds the snapshot's last entry (§7).
+    pub fn apply_snapshot(&mut self, meta: SnapshotMeta) {
+        let keep_suffix = self.term(meta.index).is_ok_and(|t| t == meta.term);
+        if keep_suffix {
+            let n = (meta.index.get() - self.compacted.0.get()) as usize;
+            self.entries.drain(..n);
+        } else {
+            self.entries.clear();
+        }
+        self.compacted = (meta.index, meta.term);
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.conf_state = meta.conf_state.clone();
+        self.snapshot = Some(meta);
+    }
+
     fn last(&self) -> LogIndex {
         self.compacted.0.plus(self.entries.len() as u64)
     }
@@ -183,6 +214,10 @@ impl Storage for MemStorage {
 
     fn last_index(&self) -> Result<LogIndex, StorageError> {
         Ok(self.last())
+    }
+
+    fn snapshot(&self) -> Result<Option<SnapshotMeta>, StorageError> {
+        Ok(self.snapshot.clone())
     }
 }
 

@@ -171,3 +171,16 @@ pub struct SoftState {
     /// The leader it knows for its term, or [`NodeId::NONE`].
     pub leader: NodeId,
 }
+
+/// What a snapshot covers: the state after applying every entry up to and including `index`
+/// (of `term`), and the configuration at that point. The snapshot's data travels outside the
+/// core (see `raft-snapshot`); the core only needs to know where it stands in the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The last entry the snapshot includes.
+    pub index: LogIndex,
+    /// That entry's term.
+    pub term: Term,
+    /// The configuration as of `index`.
+    pub conf_state: ConfState,
+}

@@ -57,6 +57,17 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
         MessageBody::AppendEntriesResponse(r) if r.reject.is_some_and(|h| h.index.get() == 0) => {
             return bad("conflict hint index 0");
         }
+        MessageBody::InstallSnapshot(s) => {
+            if s.meta.index.get() == 0 || s.meta.term == Term(0) {
+                return bad("snapshot at index or term 0");
+            }
+            if s.meta.term > m.term {
+                return bad("snapshot term above the message term");
+            }
+            if s.meta.conf_state.voters.is_empty() {
+                return bad("snapshot without voters");
+            }
+        }
         _ => {}
     }
     Ok(())

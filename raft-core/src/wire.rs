@@ -13,7 +13,8 @@
 //!   oneof body { RequestVote request_vote = 10; RequestVoteResponse request_vote_response = 11;
 //!                AppendEntries append_entries = 12; AppendEntriesResponse append_entries_response = 13;
 //!                Heartbeat heartbeat = 14; HeartbeatResponse heartbeat_response = 15;
-//!                ReadIndexRequest read_index = 16; ReadIndexResponse read_index_response = 17; } }
+//!                ReadIndexRequest read_index = 16; ReadIndexResponse read_index_response = 17;
+//!                InstallSnapshot install_snapshot = 18; } }
 //! message RequestVote { bool pre_vote = 1; uint64 last_log_index = 2; uint64 last_log_term = 3; }
 //! message RequestVoteResponse { bool pre_vote = 1; bool granted = 2; }
 //! message Entry { uint64 term = 1; uint64 index = 2; uint32 kind = 3; bytes data = 4; }  // kind: 0 normal, 1 noop
@@ -25,6 +26,7 @@
 //! message HeartbeatResponse { uint64 read_round = 1; }
 //! message ReadIndexRequest { bytes ctx = 1; }
 //! message ReadIndexResponse { bytes ctx = 1; optional uint64 index = 2; }
+//! message InstallSnapshot { uint64 index = 1; uint64 term = 2; repeated uint64 voters = 3; }
 //! ```
 //!
 //! Unknown fields are skipped, so fields can be added compatibly; a body of a kind this version
@@ -49,10 +51,11 @@ use bytes::{Buf, Bytes};
 use prost::Message as _;
 
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse, Message,
-    MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote, RequestVoteResponse,
+    AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
+    InstallSnapshot, Message, MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote,
+    RequestVoteResponse,
 };
-use crate::types::{Entry, EntryKind, LogIndex, NodeId, Term};
+use crate::types::{ConfState, Entry, EntryKind, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// Why bytes could not be decoded into a [`Message`].
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +103,7 @@ struct PbMessage {
     to: u64,
     #[prost(uint64, tag = "3")]
     term: u64,
-    #[prost(oneof = "PbBody", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
+    #[prost(oneof = "PbBody", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18")]
     body: Option<PbBody>,
 }
 
@@ -122,6 +125,18 @@ enum PbBody {
     ReadIndex(PbReadIndexRequest),
     #[prost(message, tag = "17")]
     ReadIndexResponse(PbReadIndexResponse),
+    #[prost(message, tag = "18")]
+    InstallSnapshot(PbInstallSnapshot),
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbInstallSnapshot {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(uint64, tag = "2")]
+    term: u64,
+    #[prost(uint64, repeated, tag = "3")]
+    voters: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -255,6 +270,11 @@ impl From<&Message> for PbMessage {
                 ctx: r.ctx.clone(),
                 index: r.index.map(LogIndex::get),
             }),
+            MessageBody::InstallSnapshot(s) => PbBody::InstallSnapshot(PbInstallSnapshot {
+                index: s.meta.index.get(),
+                term: s.meta.term.get(),
+                voters: s.meta.conf_state.voters.iter().map(|v| v.get()).collect(),
+            }),
         };
         PbMessage {
             from: m.from.get(),
@@ -327,6 +347,13 @@ impl TryFrom<PbMessage> for Message {
             PbBody::ReadIndexResponse(r) => MessageBody::ReadIndexResponse(ReadIndexResponse {
                 ctx: r.ctx,
                 index: r.index.map(LogIndex),
+            }),
+            PbBody::InstallSnapshot(s) => MessageBody::InstallSnapshot(InstallSnapshot {
+                meta: SnapshotMeta {
+                    index: LogIndex(s.index),
+                    term: Term(s.term),
+                    conf_state: ConfState::new(s.voters.into_iter().map(NodeId)),
+                },
             }),
         };
         Ok(Message {

@@ -106,6 +106,13 @@ fn samples() -> Vec<Message> {
         // Index 0 present must stay distinct from no index.
         rir(Some(LogIndex(0))),
         rir(None),
+        MessageBody::InstallSnapshot(raft_core::InstallSnapshot {
+            meta: raft_core::SnapshotMeta {
+                index: LogIndex(40),
+                term: Term(3),
+                conf_state: raft_core::ConfState::new([NodeId(1), NodeId(2), NodeId(3)]),
+            },
+        }),
     ]
     .into_iter()
     .map(msg)
@@ -132,7 +139,7 @@ fn every_message_kind_round_trips() {
         assert_eq!(wire::decode(bytes.clone()).unwrap(), m, "from Bytes");
     }
     // Every MessageBody variant (pre-vote counted apart) appears in the samples.
-    assert_eq!(kinds.len(), 10, "{kinds:?}");
+    assert_eq!(kinds.len(), 11, "{kinds:?}");
 }
 
 /// The encoding is a protocol between versions: pin the bytes so a changed tag or type

@@ -1,0 +1,82 @@
+//! Snapshots (§7): the leader sends its snapshot to a follower that needs entries it
+//! compacted; the follower replaces its log with it unless its log already holds the
+//! snapshot's last entry.
+//!
+//! The snapshot's data travels outside the core (the caller streams it, e.g. with
+//! `raft-snapshot`). The leader's [`MessageBody::InstallSnapshot`] tells the caller what to
+//! send; the follower's caller delivers that message once the data is staged, installs the
+//! [`crate::Ready::snapshot`] it gets back, and the follower answers once that is durable.
+
+use tracing::{info, warn};
+
+use crate::message::{InstallSnapshot, MessageBody};
+use crate::progress::ProgressState;
+use crate::quorum::JointConfig;
+use crate::raft::Raft;
+use crate::storage::Storage;
+use crate::types::{NodeId, SnapshotMeta};
+
+impl<S: Storage> Raft<S> {
+    /// Leader: `to` needs entries we no longer have. Returns false when there is no snapshot
+    /// to send (nothing can be sent until the caller takes one).
+    pub(crate) fn send_snapshot(&mut self, to: NodeId) -> bool {
+        let Some(meta) = self.log.snapshot.clone() else {
+            warn!(node = %self.id, peer = %to, "follower needs compacted entries but there is no snapshot");
+            return false;
+        };
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        pr.become_snapshot(meta.index);
+        info!(node = %self.id, term = %self.term, peer = %to, index = %meta.index,
+              snapshot_term = %meta.term, "sending snapshot");
+        self.send(to, MessageBody::InstallSnapshot(InstallSnapshot { meta }));
+        true
+    }
+
+    /// Leader: the caller's transfer of the snapshot to `to` ended. On failure the follower
+    /// is probed again (and gets the snapshot again if it still needs it).
+    pub(crate) fn report_snapshot(&mut self, to: NodeId, ok: bool) {
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return;
+        };
+        if pr.state != ProgressState::Snapshot {
+            return;
+        }
+        let pending = pr.pending_snapshot;
+        pr.become_probe();
+        if ok {
+            // Its answer to the InstallSnapshot message moves it on; probe from there.
+            pr.next = pr.next.max(pending.next());
+        } else {
+            warn!(node = %self.id, peer = %to, index = %pending, "snapshot transfer failed");
+        }
+    }
+
+    /// Follower: the leader's snapshot, its data already staged by the caller.
+    pub(crate) fn handle_install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
+        let committed = self.log.committed;
+        if meta.index <= committed {
+            // Old news: we already hold everything it covers.
+            self.respond_append(from, committed, None);
+            return;
+        }
+        if self.log.match_term(meta.index, meta.term) {
+            // §7: our log holds the snapshot's last entry, so it matches the leader's up to
+            // there; keep what follows and just commit.
+            info!(node = %self.id, term = %self.term, index = %meta.index,
+                  "snapshot already covered by the log; committing to it");
+            self.log.commit_to(meta.index);
+            self.respond_append(from, meta.index, None);
+            return;
+        }
+        info!(node = %self.id, term = %self.term, index = %meta.index,
+              snapshot_term = %meta.term, "restoring from the leader's snapshot");
+        if !meta.conf_state.voters.is_empty() {
+            self.conf = JointConfig::simple(meta.conf_state.voters.iter().copied());
+        }
+        self.log.restore(meta.clone());
+        // Sent once the snapshot is durable, like any append answer.
+        self.respond_append(from, meta.index, None);
+    }
+}
