@@ -10,7 +10,7 @@
 //! ```
 
 use crate::storage::Storage;
-use crate::types::{ConfState, Entry, HardState, LogIndex, NodeId, Term};
+use crate::types::{ConfState, Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 use crate::{MemStorage, StorageError};
 
 /// What the suite needs beyond the read-only [`Storage`] trait: a way to write, durably.
@@ -23,6 +23,11 @@ pub trait TestStore: Storage {
     /// Drops every entry up to and including `index` (which must be present), keeping its
     /// term as the compaction point.
     fn compact(&mut self, index: LogIndex) -> Result<(), StorageError>;
+    /// Installs a snapshot from the leader: the log restarts after it, keeping the entries
+    /// that follow only if the log holds its last entry with its term.
+    fn apply_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), StorageError>;
+    /// Records a snapshot this node took.
+    fn set_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), StorageError>;
     /// Closes and reopens the store from what it persisted (a no-op for memory stores).
     fn reopen(&mut self);
 }
@@ -38,6 +43,14 @@ impl TestStore for MemStorage {
     fn compact(&mut self, index: LogIndex) -> Result<(), StorageError> {
         MemStorage::compact(self, index)
     }
+    fn apply_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), StorageError> {
+        MemStorage::apply_snapshot(self, meta);
+        Ok(())
+    }
+    fn set_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), StorageError> {
+        MemStorage::set_snapshot(self, meta);
+        Ok(())
+    }
     fn reopen(&mut self) {}
 }
 
@@ -52,7 +65,8 @@ macro_rules! storage_conformance_tests {
             append_with_gap_is_refused, append_below_compaction_is_refused, hard_state_survives_reopen,
             log_survives_reopen, compaction_moves_first_index, compaction_is_monotonic,
             compaction_of_whole_log, compaction_survives_reopen, compaction_beyond_last_is_refused,
-            large_log_round_trip);
+            large_log_round_trip, snapshot_replaces_a_divergent_log,
+            snapshot_keeps_a_matching_suffix, snapshot_record_survives_reopen);
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
         $(
@@ -128,6 +142,7 @@ pub mod cases {
             s.initial_state().expect("initial_state").hard_state,
             HardState::default()
         );
+        assert_eq!(s.snapshot().expect("snapshot"), None);
     }
 
     /// The configuration the store was created with is reported.
@@ -363,5 +378,69 @@ pub mod cases {
             got.extend(page);
         }
         assert_eq!(got, want);
+    }
+
+    fn snap(index: u64, term: u64, voters: &[u64]) -> SnapshotMeta {
+        SnapshotMeta {
+            index: i(index),
+            term: t(term),
+            conf_state: ConfState::new(voters.iter().copied().map(NodeId)),
+        }
+    }
+
+    /// A snapshot whose last entry the log does not hold replaces the whole log (§7).
+    pub fn snapshot_replaces_a_divergent_log<S: TestStore>(new: &impl Fn(ConfState) -> S) {
+        let mut s = new(conf());
+        s.append(&entries(1, 10, 1)).expect("append");
+        let meta = snap(15, 2, &[1, 2, 3, 4]);
+        s.apply_snapshot(meta.clone()).expect("apply snapshot");
+        for round in ["before reopen", "after reopen"] {
+            assert_bounds(&s, 16, 15);
+            assert_eq!(s.term(i(15)).expect("term(15)"), t(2), "{round}");
+            assert!(
+                matches!(s.term(i(10)), Err(StorageError::Compacted(_))),
+                "{round}"
+            );
+            assert_eq!(
+                s.snapshot().expect("snapshot"),
+                Some(meta.clone()),
+                "{round}"
+            );
+            assert_eq!(
+                s.initial_state().expect("initial_state").conf_state,
+                meta.conf_state,
+                "{round}"
+            );
+            s.reopen();
+        }
+        s.append(&entries(16, 17, 2))
+            .expect("append after the snapshot");
+        assert_eq!(all(&s), entries(16, 17, 2));
+    }
+
+    /// A snapshot whose last entry the log holds keeps the entries after it (§7).
+    pub fn snapshot_keeps_a_matching_suffix<S: TestStore>(new: &impl Fn(ConfState) -> S) {
+        let mut s = new(conf());
+        s.append(&entries(1, 10, 1)).expect("append");
+        s.apply_snapshot(snap(6, 1, &[1, 2, 3]))
+            .expect("apply snapshot");
+        assert_bounds(&s, 7, 10);
+        assert_eq!(all(&s), entries(7, 10, 1));
+        s.reopen();
+        assert_bounds(&s, 7, 10);
+        assert_eq!(all(&s), entries(7, 10, 1));
+        assert_eq!(s.term(i(6)).expect("term(6)"), t(1));
+    }
+
+    /// A snapshot the node took is reported after a restart; compaction up to it works.
+    pub fn snapshot_record_survives_reopen<S: TestStore>(new: &impl Fn(ConfState) -> S) {
+        let mut s = new(conf());
+        s.append(&entries(1, 10, 1)).expect("append");
+        let meta = snap(8, 1, &[1, 2, 3]);
+        s.set_snapshot(meta.clone()).expect("set snapshot");
+        s.reopen();
+        assert_eq!(s.snapshot().expect("snapshot"), Some(meta));
+        s.compact(i(8)).expect("compact to the snapshot");
+        assert_bounds(&s, 9, 10);
     }
 }

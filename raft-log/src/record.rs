@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use prost::Message;
-use raft_core::{ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Term};
+use raft_core::{ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// Column family of the log entries, keyed by big-endian index so iteration is log order.
 pub(crate) const CF_ENTRIES: &str = "raft_log";
@@ -17,6 +17,7 @@ pub(crate) const KEY_FORMAT: &[u8] = b"format";
 pub(crate) const KEY_HARD_STATE: &[u8] = b"hard_state";
 pub(crate) const KEY_COMPACTION: &[u8] = b"compaction";
 pub(crate) const KEY_CONF_STATE: &[u8] = b"conf_state";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// The format this code writes; a directory with another one is refused.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -185,6 +186,35 @@ pub(crate) fn decode_conf_state(value: &[u8]) -> Result<ConfState, String> {
     let rec = ConfStateRecord::decode(unseal(KEY_CONF_STATE, value)?)
         .map_err(|e| format!("undecodable configuration: {e}"))?;
     Ok(ConfState::new(rec.voters.into_iter().map(NodeId)))
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SnapshotRecord {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(uint64, tag = "2")]
+    term: u64,
+    #[prost(uint64, repeated, tag = "3")]
+    voters: Vec<u64>,
+}
+
+pub(crate) fn encode_snapshot(meta: &SnapshotMeta) -> Vec<u8> {
+    let rec = SnapshotRecord {
+        index: meta.index.get(),
+        term: meta.term.get(),
+        voters: meta.conf_state.voters.iter().map(|v| v.get()).collect(),
+    };
+    seal(KEY_SNAPSHOT, rec.encode_to_vec())
+}
+
+pub(crate) fn decode_snapshot(value: &[u8]) -> Result<SnapshotMeta, String> {
+    let rec = SnapshotRecord::decode(unseal(KEY_SNAPSHOT, value)?)
+        .map_err(|e| format!("undecodable snapshot record: {e}"))?;
+    Ok(SnapshotMeta {
+        index: LogIndex(rec.index),
+        term: Term(rec.term),
+        conf_state: ConfState::new(rec.voters.into_iter().map(NodeId)),
+    })
 }
 
 pub(crate) fn encode_format() -> Vec<u8> {

@@ -13,8 +13,8 @@ use crate::error::LogError;
 use crate::options::LogOptions;
 use crate::record::{
     CF_ENTRIES, CF_META, FORMAT_VERSION, KEY_COMPACTION, KEY_CONF_STATE, KEY_FORMAT,
-    KEY_HARD_STATE, decode_compaction, decode_conf_state, decode_entry, decode_format,
-    decode_hard_state, encode_format, key_index,
+    KEY_HARD_STATE, KEY_SNAPSHOT, decode_compaction, decode_conf_state, decode_entry,
+    decode_format, decode_hard_state, decode_snapshot, encode_format, key_index,
 };
 use crate::store::LogState;
 use raft_core::{ConfState, Entry, HardState, LogIndex, Term};
@@ -130,6 +130,7 @@ fn fresh_state(opts: &LogOptions) -> LogState {
         last_term: Term(0),
         hard_state: HardState::default(),
         conf_state: ConfState::default(),
+        snapshot: None,
         cache: EntryCache::new(opts.cache_bytes),
         hard_state_stored: false,
         failed: None,
@@ -167,12 +168,18 @@ fn load(db: &DB, opts: &LogOptions) -> Result<Option<LogState>, Loaded> {
     let hard = get(KEY_HARD_STATE)?;
     let compaction = get(KEY_COMPACTION)?;
     let conf = get(KEY_CONF_STATE)?;
+    let snap = get(KEY_SNAPSHOT)?;
     let mut it = db.raw_iterator_cf(entries_cf);
     it.seek_to_first();
     let has_entries = it.valid();
     it.status()?;
     let Some(format) = format else {
-        if hard.is_none() && compaction.is_none() && conf.is_none() && !has_entries {
+        if hard.is_none()
+            && compaction.is_none()
+            && conf.is_none()
+            && snap.is_none()
+            && !has_entries
+        {
             return Ok(None);
         }
         return Err(Loaded::NotALog(
@@ -198,7 +205,21 @@ fn load(db: &DB, opts: &LogOptions) -> Result<Option<LogState>, Loaded> {
         None => ConfState::default(),
     };
 
+    let snapshot = match &snap {
+        Some(v) => Some(decode_snapshot(v).map_err(meta_err("snapshot"))?),
+        None => None,
+    };
+    if let Some(s) = &snapshot {
+        if s.index < compacted.0 {
+            return Err(LogError::Inconsistent(format!(
+                "the newest snapshot ({}) is older than the compaction point ({})",
+                s.index, compacted.0
+            ))
+            .into());
+        }
+    }
     let mut state = fresh_state(opts);
+    state.snapshot = snapshot;
     state.compacted = compacted;
     state.hard_state = hard_state.unwrap_or_default();
     state.hard_state_stored = hard_state.is_some();

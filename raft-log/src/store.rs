@@ -6,7 +6,9 @@ use crate::error::LogError;
 use crate::options::LogOptions;
 use crate::record::{CF_ENTRIES, CF_META, decode_entry, entry_key};
 use crate::writer::{self, Op, Queue};
-use raft_core::{ConfState, Entry, HardState, InitialState, LogIndex, Storage, StorageError, Term};
+use raft_core::{
+    ConfState, Entry, HardState, InitialState, LogIndex, SnapshotMeta, Storage, StorageError, Term,
+};
 use rocksdb::{DB, ReadOptions};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,14 @@ pub struct LogWrite {
     pub hard_state: Option<HardState>,
     /// The configuration to record, if it changed.
     pub conf_state: Option<ConfState>,
+    /// A snapshot from the leader to install first (a [`raft_core::Ready::snapshot`]): the
+    /// log restarts after it, keeping the entries that follow only if the log holds the
+    /// snapshot's last entry with its term (§7). Records it as the newest snapshot, its
+    /// configuration and its compaction point, in the same batch.
+    pub restore: Option<SnapshotMeta>,
+    /// A snapshot this node took (metadata only): reported by [`Storage::snapshot`] so a
+    /// leader can send it after a restart.
+    pub snapshot: Option<SnapshotMeta>,
 }
 
 impl LogWrite {
@@ -37,6 +47,18 @@ impl LogWrite {
     /// Adds a hard state to the write.
     pub fn with_hard_state(mut self, hs: HardState) -> Self {
         self.hard_state = Some(hs);
+        self
+    }
+
+    /// Adds a snapshot from the leader to install first.
+    pub fn with_restore(mut self, meta: SnapshotMeta) -> Self {
+        self.restore = Some(meta);
+        self
+    }
+
+    /// Records a snapshot this node took.
+    pub fn with_snapshot(mut self, meta: SnapshotMeta) -> Self {
+        self.snapshot = Some(meta);
         self
     }
 
@@ -81,6 +103,8 @@ pub(crate) struct LogState {
     pub(crate) last_term: Term,
     pub(crate) hard_state: HardState,
     pub(crate) conf_state: ConfState,
+    /// The newest snapshot recorded (taken here or installed from the leader).
+    pub(crate) snapshot: Option<SnapshotMeta>,
     pub(crate) cache: EntryCache,
     /// Whether a hard state was ever recorded (a log written without one, as by a test or
     /// a tool, skips the checks that compare entries with it).
@@ -493,5 +517,9 @@ impl Storage for LogStore {
 
     fn last_index(&self) -> Result<LogIndex, StorageError> {
         Ok(self.shared().read_state().last)
+    }
+
+    fn snapshot(&self) -> Result<Option<SnapshotMeta>, StorageError> {
+        Ok(self.shared().read_state().snapshot.clone())
     }
 }

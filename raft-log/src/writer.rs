@@ -8,8 +8,8 @@
 
 use crate::error::LogError;
 use crate::record::{
-    KEY_COMPACTION, KEY_CONF_STATE, KEY_HARD_STATE, encode_compaction, encode_conf_state,
-    encode_entry, encode_hard_state, entry_key,
+    KEY_COMPACTION, KEY_CONF_STATE, KEY_HARD_STATE, KEY_SNAPSHOT, encode_compaction,
+    encode_conf_state, encode_entry, encode_hard_state, encode_snapshot, entry_key,
 };
 use crate::store::{Durable, LogWrite, Shared};
 use raft_core::{HardState, LogIndex, Term};
@@ -209,8 +209,39 @@ fn stage(
     shared: &Shared,
     batch: &mut WriteBatch,
     w: &LogWrite,
-    view: &mut View,
-) -> Result<bool, LogError> {
+    out: &mut View,
+) -> Result<Staged, LogError> {
+    let view = &*out;
+    // Phase 1: a snapshot from the leader restarts the log after it (§7), keeping the suffix
+    // only when the log holds the snapshot's last entry.
+    let mut restore_delete = None;
+    let mut kept_suffix = false;
+    let base = match &w.restore {
+        None => view.clone(),
+        Some(meta) => {
+            if meta.index <= view.compacted.0 {
+                return Err(invalid(format!(
+                    "snapshot at {} is at or below the compaction point {}",
+                    meta.index, view.compacted.0
+                )));
+            }
+            kept_suffix = meta.index <= view.last && view.term(shared, meta.index)? == meta.term;
+            let mut b = view.clone();
+            let end = if kept_suffix { meta.index } else { view.last };
+            if end > view.compacted.0 {
+                restore_delete = Some((view.compacted.0.next(), end.next()));
+            }
+            b.compacted = (meta.index, meta.term);
+            if !kept_suffix {
+                b.last = meta.index;
+                b.last_term = meta.term;
+                b.staged_from = meta.index.next();
+                b.staged_terms.clear();
+            }
+            b
+        }
+    };
+    let view = &base;
     let mut next = view.clone();
     let mut values = Vec::with_capacity(w.entries.len());
     if let Some(first) = w.entries.first() {
@@ -275,6 +306,14 @@ fn stage(
         next.hard_state = hs;
         next.hard_state_stored = true;
     }
+    if let Some(meta) = &w.snapshot {
+        if meta.index > next.last {
+            return Err(invalid(format!(
+                "snapshot at {} is beyond the last entry {}",
+                meta.index, next.last
+            )));
+        }
+    }
     if next.hard_state_stored {
         if next.hard_state.commit > next.last {
             return Err(invalid(format!(
@@ -291,6 +330,19 @@ fn stage(
     }
 
     let cf = shared.entries_cf();
+    let meta_cf = shared.meta_cf();
+    if let Some((from, to)) = restore_delete {
+        batch.delete_range_cf(cf, entry_key(from), entry_key(to));
+    }
+    if let Some(meta) = &w.restore {
+        batch.put_cf(
+            meta_cf,
+            KEY_COMPACTION,
+            encode_compaction(meta.index, meta.term),
+        );
+        batch.put_cf(meta_cf, KEY_SNAPSHOT, encode_snapshot(meta));
+        batch.put_cf(meta_cf, KEY_CONF_STATE, encode_conf_state(&meta.conf_state));
+    }
     if next.last < view.last {
         // Conflict truncation: the suffix beyond the new entries goes in the same batch.
         let (from, to) = (next.last.next(), view.last.next());
@@ -305,16 +357,30 @@ fn stage(
     for (e, v) in w.entries.iter().zip(values) {
         batch.put_cf(cf, entry_key(e.index), v);
     }
-    let meta = shared.meta_cf();
     if let Some(hs) = &w.hard_state {
-        batch.put_cf(meta, KEY_HARD_STATE, encode_hard_state(hs));
+        batch.put_cf(meta_cf, KEY_HARD_STATE, encode_hard_state(hs));
     }
     if let Some(cs) = &w.conf_state {
-        batch.put_cf(meta, KEY_CONF_STATE, encode_conf_state(cs));
+        batch.put_cf(meta_cf, KEY_CONF_STATE, encode_conf_state(cs));
     }
-    let destructive = w.entries.first().is_some_and(|e| e.index <= view.last);
-    *view = next;
-    Ok(destructive)
+    if let Some(meta) = &w.snapshot {
+        batch.put_cf(meta_cf, KEY_SNAPSHOT, encode_snapshot(meta));
+    }
+    let destructive =
+        w.restore.is_some() || w.entries.first().is_some_and(|e| e.index <= view.last);
+    *out = next;
+    Ok(Staged {
+        destructive,
+        kept_suffix,
+    })
+}
+
+/// What staging one write found.
+struct Staged {
+    /// It removes or replaces stored entries.
+    destructive: bool,
+    /// Its snapshot restore kept the log's suffix.
+    kept_suffix: bool,
 }
 
 fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteDone)>) {
@@ -335,10 +401,10 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
     let mut destructive = false;
     for (w, _) in &writes {
         let outcome = stage(shared, &mut batch, w, &mut view);
-        if let Ok(d) = outcome {
-            destructive |= d;
+        if let Ok(s) = &outcome {
+            destructive |= s.destructive;
         }
-        outcomes.push(outcome.map(|_| (view.last, view.last_term)));
+        outcomes.push(outcome.map(|s| (view.last, view.last_term, s.kept_suffix)));
     }
 
     // Readers hold the state lock across their reads; a batch that deletes or replaces
@@ -357,9 +423,24 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
             let mut n_entries = 0;
             let mut n_ok = 0;
             for ((w, _), outcome) in writes.iter().zip(&outcomes) {
-                let Ok((last, last_term)) = outcome else {
+                let Ok((last, last_term, kept_suffix)) = outcome else {
                     continue;
                 };
+                if let Some(meta) = &w.restore {
+                    if *kept_suffix {
+                        st.cache.compact_to(meta.index);
+                    } else {
+                        st.cache.clear();
+                    }
+                    st.compacted = (meta.index, meta.term);
+                    st.conf_state = meta.conf_state.clone();
+                    st.snapshot = Some(meta.clone());
+                }
+                if let Some(meta) = &w.snapshot {
+                    if st.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
+                        st.snapshot = Some(meta.clone());
+                    }
+                }
                 st.cache.append(&w.entries);
                 st.last = *last;
                 st.last_term = *last_term;
@@ -383,7 +464,7 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
             metrics::histogram!("raft_log_batch_writes").record(writes.len() as f64);
             metrics::histogram!("raft_log_write_seconds").record(elapsed.as_secs_f64());
             for ((_, done), outcome) in writes.into_iter().zip(outcomes) {
-                complete(done, outcome.map(|(last_index, _)| Durable { last_index }));
+                complete(done, outcome.map(|(last_index, ..)| Durable { last_index }));
             }
         }
         Err(e) => {

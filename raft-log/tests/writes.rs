@@ -248,3 +248,52 @@ fn blocking_calls_from_a_callback_are_refused_not_deadlocked() {
     assert!(matches!(append, Err(LogError::WouldDeadlock)));
     assert!(matches!(compact, Err(LogError::WouldDeadlock)));
 }
+
+#[test]
+fn a_leader_snapshot_entries_and_hard_state_install_in_one_write() {
+    use raft_core::{ConfState, SnapshotMeta};
+    let mut t = TempLog::new(test_options());
+    let log = t.log();
+    let hs = |term, commit| HardState {
+        term: Term(term),
+        vote: NodeId(1),
+        commit: LogIndex(commit),
+    };
+    log.write(LogWrite::entries(entries(1, 30, 1)).with_hard_state(hs(1, 10)))
+        .unwrap();
+    // What a follower's ready carries after restoring the leader's snapshot at 100: the
+    // snapshot, the entries after it, and the hard state committing it.
+    let meta = SnapshotMeta {
+        index: LogIndex(100),
+        term: Term(3),
+        conf_state: ConfState::new([NodeId(1), NodeId(2), NodeId(3)]),
+    };
+    let d = log
+        .write(
+            LogWrite::entries(entries(101, 105, 3))
+                .with_restore(meta.clone())
+                .with_hard_state(hs(3, 100)),
+        )
+        .unwrap();
+    assert_eq!(d.last_index, LogIndex(105));
+    t.reopen();
+    let log = t.log();
+    assert_eq!(log.first_index().unwrap(), LogIndex(101));
+    assert_eq!(log.compaction_point(), (LogIndex(100), Term(3)));
+    assert_eq!(log.snapshot().unwrap(), Some(meta));
+    assert_eq!(
+        log.entries(LogIndex(101), LogIndex(106), u64::MAX).unwrap(),
+        entries(101, 105, 3)
+    );
+    assert_eq!(log.hard_state(), hs(3, 100));
+    // A snapshot at or below the compaction point is refused.
+    let old = SnapshotMeta {
+        index: LogIndex(50),
+        term: Term(2),
+        conf_state: ConfState::new([NodeId(1)]),
+    };
+    assert!(matches!(
+        log.write(LogWrite::default().with_restore(old)),
+        Err(LogError::InvalidWrite(_))
+    ));
+}

@@ -67,6 +67,9 @@ impl raft_core::Storage for TempLog {
     fn last_index(&self) -> Result<LogIndex, StorageError> {
         self.log().last_index()
     }
+    fn snapshot(&self) -> Result<Option<raft_core::SnapshotMeta>, StorageError> {
+        self.log().snapshot()
+    }
 }
 
 impl TestStore for TempLog {
@@ -81,6 +84,18 @@ impl TestStore for TempLog {
     }
     fn compact(&mut self, index: LogIndex) -> Result<(), StorageError> {
         self.log().compact(index).map(drop).map_err(to_storage)
+    }
+    fn apply_snapshot(&mut self, meta: raft_core::SnapshotMeta) -> Result<(), StorageError> {
+        self.log()
+            .write(LogWrite::default().with_restore(meta))
+            .map(drop)
+            .map_err(to_storage)
+    }
+    fn set_snapshot(&mut self, meta: raft_core::SnapshotMeta) -> Result<(), StorageError> {
+        self.log()
+            .write(LogWrite::default().with_snapshot(meta))
+            .map(drop)
+            .map_err(to_storage)
     }
     fn reopen(&mut self) {
         TempLog::reopen(self)
