@@ -1,0 +1,2 @@
+//! Snapshot transfer throughput over QUIC (placeholder; filled in below).
+fn main() {}

@@ -1,0 +1,250 @@
+//! File I/O off the async threads: the sender's chunk reader, the receiver's file writer and
+//! the receiver's scan of a partial transfer.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::manifest::{MANIFEST_FILE, Manifest, checksum_prefix, path_in};
+use crate::store::ReceiveGuard;
+
+/// Chunks read ahead of the network (sender) or queued for the disk (receiver).
+const QUEUE_DEPTH: usize = 4;
+
+/// One chunk of file data read by the sender.
+pub(crate) struct SourceChunk {
+    pub file: u32,
+    pub offset: u64,
+    pub data: Bytes,
+    pub crc: u32,
+}
+
+/// Reads a snapshot's files in manifest order, each from a start offset, in chunks, on a
+/// blocking thread a few chunks ahead. Dropping it stops the thread.
+pub(crate) struct ChunkSource {
+    rx: mpsc::Receiver<Result<SourceChunk>>,
+}
+
+impl ChunkSource {
+    pub(crate) fn start(
+        dir: Arc<Path>,
+        manifest: Arc<Manifest>,
+        from: Vec<u64>,
+        chunk: usize,
+    ) -> ChunkSource {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = read_chunks(&dir, &manifest, &from, chunk, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        ChunkSource { rx }
+    }
+
+    /// The next chunk; `None` after the last one.
+    pub(crate) async fn next(&mut self) -> Option<Result<SourceChunk>> {
+        self.rx.recv().await
+    }
+}
+
+fn read_chunks(
+    dir: &Path,
+    m: &Manifest,
+    from: &[u64],
+    chunk: usize,
+    tx: &mpsc::Sender<Result<SourceChunk>>,
+) -> Result<()> {
+    for (i, f) in m.files.iter().enumerate() {
+        let mut pos = from[i];
+        if pos >= f.size {
+            continue;
+        }
+        let path = path_in(dir, &f.name);
+        let mut file = File::open(&path).map_err(Error::io("open", &path))?;
+        file.seek(SeekFrom::Start(pos))
+            .map_err(Error::io("seek", &path))?;
+        while pos < f.size {
+            let n = usize::try_from(f.size - pos).map_or(chunk, |left| left.min(chunk));
+            let mut buf = BytesMut::zeroed(n);
+            file.read_exact(&mut buf).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    m.mismatch(&f.name, format!("shorter than the {} bytes listed", f.size))
+                } else {
+                    Error::io("read", &path)(e)
+                }
+            })?;
+            let data = buf.freeze();
+            let crc = crc32c::crc32c(&data);
+            let c = SourceChunk {
+                file: i as u32,
+                offset: pos,
+                data,
+                crc,
+            };
+            if tx.blocking_send(Ok(c)).is_err() {
+                return Ok(());
+            }
+            pos += n as u64;
+        }
+    }
+    Ok(())
+}
+
+enum SinkOp {
+    Write {
+        file: usize,
+        offset: u64,
+        data: Bytes,
+    },
+    Sync {
+        file: usize,
+    },
+}
+
+/// Writes verified chunks into the files of a partial transfer on a blocking thread, a few
+/// chunks behind the network. Holds the transfer's [`ReceiveGuard`] until every queued write
+/// is done, so a resumed transfer never scans files still being written.
+pub(crate) struct FileSink {
+    tx: Option<mpsc::Sender<SinkOp>>,
+    thread: JoinHandle<Result<()>>,
+    dir: PathBuf,
+}
+
+impl FileSink {
+    pub(crate) fn start(dir: PathBuf, paths: Vec<PathBuf>, guard: Arc<ReceiveGuard>) -> FileSink {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let thread = tokio::task::spawn_blocking(move || {
+            let r = write_chunks(rx, &paths);
+            drop(guard);
+            r
+        });
+        FileSink {
+            tx: Some(tx),
+            thread,
+            dir,
+        }
+    }
+
+    pub(crate) async fn write(&mut self, file: usize, offset: u64, data: Bytes) -> Result<()> {
+        self.send(SinkOp::Write { file, offset, data }).await
+    }
+
+    /// fsyncs a file once complete (so the final install has little left to sync).
+    pub(crate) async fn sync(&mut self, file: usize) -> Result<()> {
+        self.send(SinkOp::Sync { file }).await
+    }
+
+    async fn send(&mut self, op: SinkOp) -> Result<()> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(op).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: it failed. Its error says why.
+        self.tx = None;
+        match (&mut self.thread).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) | Err(_) => Err(Error::io("write", &self.dir)(std::io::Error::other(
+                "the file writer stopped",
+            ))),
+        }
+    }
+
+    /// Waits until every queued write is on disk (in the page cache; synced files synced).
+    pub(crate) async fn finish(mut self) -> Result<()> {
+        self.tx = None;
+        match self.thread.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::io("write", &self.dir)(std::io::Error::other(e))),
+        }
+    }
+}
+
+fn write_chunks(mut rx: mpsc::Receiver<SinkOp>, paths: &[PathBuf]) -> Result<()> {
+    let mut open: Option<(usize, File, u64)> = None;
+    while let Some(op) = rx.blocking_recv() {
+        let file = match &op {
+            SinkOp::Write { file, .. } | SinkOp::Sync { file } => *file,
+        };
+        let path = &paths[file];
+        if open.as_ref().is_none_or(|(i, _, _)| *i != file) {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(Error::io("open", path))?;
+            open = Some((file, f, u64::MAX));
+        }
+        let Some((_, f, pos)) = open.as_mut() else {
+            continue;
+        };
+        match op {
+            SinkOp::Write { offset, data, .. } => {
+                if *pos != offset {
+                    f.seek(SeekFrom::Start(offset))
+                        .map_err(Error::io("seek", path))?;
+                }
+                f.write_all(&data).map_err(Error::io("write", path))?;
+                *pos = offset + data.len() as u64;
+            }
+            SinkOp::Sync { .. } => {
+                f.sync_all().map_err(Error::io("fsync", path))?;
+                open = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prepares `dir` to receive `m`. If it holds a partial transfer of the same manifest, keeps
+/// what is there: each file's bytes count as received (a file already complete only if its
+/// checksum matches, else it starts over). Otherwise starts empty. Creates every file.
+/// Returns, per file, the bytes present and their CRC32C. Blocking.
+pub(crate) fn prepare_receive_dir(dir: &Path, m: &Manifest) -> Result<Vec<(u64, u32)>> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let resume = dir.is_dir() && Manifest::read_file(&manifest_path).is_ok_and(|old| old == *m);
+    if !resume {
+        if dir.exists() {
+            fs::remove_dir_all(dir).map_err(Error::io("remove", dir))?;
+        }
+        fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+        fs::write(&manifest_path, m.encode_file()?).map_err(Error::io("write", &manifest_path))?;
+    }
+    let mut out = Vec::with_capacity(m.files.len());
+    for f in &m.files {
+        let path = path_in(dir, &f.name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        let len = file.metadata().map_err(Error::io("stat", &path))?.len();
+        let (mut have, mut crc) = if len <= f.size {
+            checksum_prefix(&mut file, &path, len)?
+        } else {
+            (0, 0)
+        };
+        if have == f.size && crc != f.crc32c {
+            (have, crc) = (0, 0);
+        }
+        if have != len {
+            file.set_len(have).map_err(Error::io("truncate", &path))?;
+        }
+        out.push((have, crc));
+    }
+    Ok(out)
+}
