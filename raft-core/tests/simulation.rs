@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
-use raft_core::{ConfState, Config, LogIndex, MemStorage, Message, NodeId, Term};
+use raft_core::{ConfState, Config, LogIndex, MemStorage, Message, MessageBody, NodeId, Term};
 use support::{Checker, SimNode};
 
 /// SplitMix64: the simulation's only randomness.
@@ -87,6 +87,9 @@ impl Sim {
                 // leader's no-op).
                 c.max_inflight_msgs = [1, 4, 64][(seed % 3) as usize];
                 c.max_size_per_msg = [1, 256, 1 << 20][(seed / 3 % 3) as usize];
+                // Snapshots and compaction (§7): often, now and then, never. A follower that
+                // falls behind the compaction point catches up by snapshot.
+                c.snapshot_interval = [10, 40, 0][(seed / 9 % 3) as usize];
                 (NodeId(i), SimNode::new(c, MemStorage::new(voters.clone())))
             })
             .collect();
@@ -114,9 +117,22 @@ impl Sim {
         self.payloads.insert(self.seq, e);
     }
 
+    /// The caller's side of a snapshot transfer: it reports how the transfer ended.
+    fn report_snapshot(&mut self, m: &Message, ok: bool) {
+        if ok && matches!(m.body, MessageBody::InstallSnapshot(_)) {
+            SNAPSHOTS_DELIVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if matches!(m.body, MessageBody::InstallSnapshot(_))
+            && let Some(raw) = self.nodes.get_mut(&m.from).and_then(|n| n.raw.as_mut())
+        {
+            raw.report_snapshot(m.to, ok);
+        }
+    }
+
     fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
             if self.rng.chance(self.faults.drop) {
+                self.report_snapshot(&m, false);
                 continue;
             }
             let copies = if self.rng.chance(self.faults.dup) {
@@ -166,13 +182,22 @@ impl Sim {
                 let same_side = self.group.get(&m.from).copied().unwrap_or(0)
                     == self.group.get(&to).copied().unwrap_or(0);
                 let n = self.nodes.get_mut(&to).unwrap();
-                if same_side && n.is_up() {
+                let delivered = same_side && n.is_up();
+                let from = m.from;
+                let report = matches!(m.body, MessageBody::InstallSnapshot(_)).then(|| m.clone());
+                if delivered {
                     if let Err(e) = n.raw().step(m) {
                         self.checker
                             .violations
                             .push(format!("node {to}: step error {e}"));
                     }
                     self.settle(to);
+                }
+                if let Some(m) = report {
+                    self.report_snapshot(&m, delivered);
+                    if self.nodes[&from].is_up() {
+                        self.settle(from);
+                    }
                 }
             }
             Event::Persist(id) => {
@@ -502,16 +527,29 @@ fn run_each(
     acked
 }
 
+/// InstallSnapshot messages delivered in this test process (the runs must exercise §7).
+static SNAPSHOTS_DELIVERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn run_seeds(test: &str, parity: u64, nodes: u64) {
     let seeds = seeds(4000, parity);
+    let before = SNAPSHOTS_DELIVERED.load(std::sync::atomic::Ordering::Relaxed);
     let acked = run_each(test, &seeds, |seed| run_seed(seed, nodes));
+    let snapshots = SNAPSHOTS_DELIVERED.load(std::sync::atomic::Ordering::Relaxed) - before;
     let count = seeds.len();
-    // The runs must do real work: clients see most proposals committed.
+    // The runs must do real work: clients see most proposals committed, and followers that
+    // fell behind a compaction catch up by snapshot.
     assert!(
         count == 0 || acked >= count,
         "only {acked} acknowledged proposals in {count} seeds"
     );
-    println!("{count} seeds passed ({nodes} nodes), {acked} acknowledged proposals checked");
+    assert!(
+        count < 200 || snapshots > 0,
+        "no snapshot was installed in {count} seeds"
+    );
+    println!(
+        "{count} seeds passed ({nodes} nodes), {acked} acknowledged proposals checked, \
+         {snapshots} snapshots delivered"
+    );
 }
 
 #[test]

@@ -197,4 +197,28 @@ impl Checker {
     pub fn applied_entry(&self, index: LogIndex) -> Option<&(Term, bytes::Bytes)> {
         self.applied.get(&index.get())
     }
+
+    /// The mirror of a log whose prefix up to `upto` is the committed one (a node whose log
+    /// starts after a snapshot or a compaction point). `None` if `upto` was never committed.
+    pub fn committed_mirror(&self, upto: u64) -> Option<Mirror> {
+        if upto > self.max_committed() {
+            return None;
+        }
+        let prefix = (0..upto as usize)
+            .map(|i| (self.committed_terms[i], self.committed[i]))
+            .collect();
+        Some(Mirror { prefix, base: 1 })
+    }
+
+    /// The state machine after applying everything up to `upto`, as the nodes applied it (the
+    /// content of a snapshot at `upto`). `None` if some index was never applied anywhere.
+    pub fn applied_prefix(&self, upto: u64) -> Option<Vec<Entry>> {
+        (1..=upto)
+            .map(|i| {
+                self.applied
+                    .get(&i)
+                    .map(|(t, d)| Entry::new(*t, LogIndex(i), d.clone()))
+            })
+            .collect()
+    }
 }

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message, NodeId, Role, Term,
+    ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId, Role,
+    Term,
 };
 
 pub use checker::Checker;
@@ -194,6 +195,12 @@ impl Net {
                 if dropped { "DROP " } else { "" },
                 describe(&m)
             ));
+        }
+        if matches!(m.body, MessageBody::InstallSnapshot(_))
+            && let Some(raw) = self.nodes.get_mut(&m.from).and_then(|n| n.raw.as_mut())
+        {
+            // The caller reports how the snapshot transfer ended.
+            raw.report_snapshot(m.to, !dropped);
         }
         if dropped {
             return true;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use raft_core::{
     Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId, RawNode,
-    ReadState, Role, Storage, Term,
+    ReadState, Role, SnapshotMeta, Storage, Term,
 };
 
 use super::checker::{Checker, Mirror};
@@ -13,10 +13,14 @@ use super::checker::{Checker, Mirror};
 /// A ready's writes, waiting to become durable.
 pub struct Write {
     number: u64,
+    snapshot: Option<SnapshotMeta>,
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
     persisted_messages: Vec<Message>,
 }
+
+/// Entries kept below a snapshot when compacting, for followers slightly behind.
+const KEEP_TRAILING: u64 = 3;
 
 pub struct SimNode {
     pub id: NodeId,
@@ -55,7 +59,7 @@ impl SimNode {
             seen_commit: LogIndex(0),
             restarts: 0,
         };
-        n.start();
+        n.start(&Checker::default());
         n
     }
 
@@ -80,21 +84,28 @@ impl SimNode {
         self.raw.as_ref().map(|r| r.status().role)
     }
 
-    fn start(&mut self) {
+    fn start(&mut self, checker: &Checker) {
         let store = std::mem::take(&mut self.down_store);
-        // Rebuild the mirror from what is durable.
+        // Rebuild the mirror from what is durable: a compacted prefix was committed.
         let first = store.first_index().unwrap().get();
         let last = store.last_index().unwrap().get();
-        self.mirror = Mirror::default();
-        if first == 1 && last >= 1 {
+        // (A store built compacted by a test, before anything ran, has no known prefix: its
+        // mirror starts empty and is not checked below the compaction point.)
+        let known = checker.committed_mirror(first - 1);
+        self.mirror = known.clone().unwrap_or_default();
+        if last >= first && known.is_some() {
             let ents = store
-                .entries(LogIndex(1), LogIndex(last + 1), u64::MAX)
+                .entries(LogIndex(first), LogIndex(last + 1), u64::MAX)
                 .unwrap();
             self.mirror.write(&ents).unwrap();
         }
-        let raw = RawNode::new(&self.cfg, store).expect("restart from durable state");
+        // The state machine restarts from the newest snapshot (the same state the others
+        // applied up to there) and replays the log after it.
+        let applied = store.snapshot().unwrap().map_or(LogIndex(0), |s| s.index);
+        self.applied = checker.applied_prefix(applied.get()).unwrap_or_default();
+        let raw =
+            RawNode::with_applied(&self.cfg, store, applied).expect("restart from durable state");
         self.raw = Some(raw);
-        self.applied.clear();
         let st = self.raw.as_ref().unwrap().status();
         self.seen_term = st.term;
         self.seen_commit = st.commit;
@@ -115,7 +126,7 @@ impl SimNode {
             return;
         }
         self.restarts += 1;
-        self.start();
+        self.start(checker);
         let st = self.raw.as_ref().unwrap().status();
         let d = self.durable_hs;
         if st.term < d.term || (st.term == d.term && st.vote != d.vote && !d.vote.is_none()) {
@@ -138,6 +149,16 @@ impl SimNode {
         while self.raw.as_ref().is_some_and(|r| r.has_ready()) {
             let raw = self.raw.as_mut().expect("checked above");
             let rd = raw.ready();
+            if let Some(meta) = &rd.snapshot {
+                // The log restarts after the snapshot, whose prefix must be the committed one.
+                match checker.committed_mirror(meta.index.get()) {
+                    Some(m) => self.mirror = m,
+                    None => checker.violations.push(format!(
+                        "node {} got a snapshot at {} beyond anything committed",
+                        self.id, meta.index
+                    )),
+                }
+            }
             if let Some(first) = rd.entries.first() {
                 let from = first.index.get();
                 if let Err(e) = self.mirror.write(&rd.entries) {
@@ -183,10 +204,27 @@ impl SimNode {
             if let Some(last) = rd.committed_entries.last() {
                 raw.on_applied(last.index).unwrap();
             }
+            if let Some(at) = rd.snapshot_due {
+                // Take a snapshot at the applied index and compact below it. Applied entries
+                // are durable, so the store holds them.
+                let store = raw.store_mut();
+                let meta = SnapshotMeta {
+                    index: at,
+                    term: store.term(at).expect("applied entries are durable"),
+                    conf_state: store.initial_state().unwrap().conf_state,
+                };
+                store.set_snapshot(meta.clone());
+                let upto = LogIndex(at.get().saturating_sub(KEEP_TRAILING));
+                if upto >= store.first_index().unwrap() {
+                    store.compact(upto).expect("compact below the snapshot");
+                }
+                raw.on_snapshot_taken(meta).unwrap();
+            }
             self.read_states.extend(rd.read_states);
             self.failed_reads.extend(rd.failed_reads);
             self.writes.push_back(Write {
                 number: rd.number,
+                snapshot: rd.snapshot,
                 entries: rd.entries,
                 hard_state: rd.hard_state,
                 persisted_messages: rd.persisted_messages,
@@ -221,6 +259,17 @@ impl SimNode {
             return false;
         };
         let store = raw.store_mut();
+        if let Some(meta) = &w.snapshot {
+            store.apply_snapshot(meta.clone());
+            // The snapshot's data: what the nodes applied up to its index.
+            match checker.applied_prefix(meta.index.get()) {
+                Some(sm) => self.applied = sm,
+                None => checker.violations.push(format!(
+                    "node {} installs a snapshot at {} covering entries nobody applied",
+                    self.id, meta.index
+                )),
+            }
+        }
         store.append(&w.entries).expect("append follows the log");
         if let Some(hs) = w.hard_state {
             store.set_hard_state(hs);
@@ -253,6 +302,9 @@ impl SimNode {
         }
         out.extend(w.persisted_messages);
         raw.on_persisted(w.number).unwrap();
+        if let Some(meta) = &w.snapshot {
+            raw.on_applied(meta.index).unwrap();
+        }
         true
     }
 
