@@ -275,7 +275,9 @@ impl<S: Storage> RaftLog<S> {
         self.pending_snapshot.as_ref().is_some_and(|(_, out)| !out)
     }
 
-    /// The caller made the snapshot at `index` durable: storage now answers for it.
+    /// The caller made the snapshot at `index` durable: storage now answers for it. A newer
+    /// snapshot may have been restored meanwhile; the older one still made the committed
+    /// prefix up to `index` durable (both snapshots hold the same committed prefix).
     pub(crate) fn snapshot_persisted(&mut self, index: LogIndex) {
         if self
             .pending_snapshot
@@ -283,8 +285,8 @@ impl<S: Storage> RaftLog<S> {
             .is_some_and(|(s, _)| s.index == index)
         {
             self.pending_snapshot = None;
-            self.durable = self.durable.max(index);
         }
+        self.durable = self.durable.max(index);
     }
 
     /// The caller took a snapshot at `meta.index` (an applied index).

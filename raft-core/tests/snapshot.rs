@@ -273,3 +273,49 @@ fn stale_or_covered_snapshots_change_nothing() {
     assert_eq!(after.last_index, before.last_index);
     assert_eq!(after.commit, before.commit);
 }
+
+/// Found by the simulation (5 nodes, seed 4247): a second snapshot restored before the
+/// first one is durable. Persisting the first still makes its prefix durable, so applying it
+/// never runs ahead of durability.
+#[test]
+fn two_snapshots_restored_before_either_is_durable() {
+    let mut cfg = Config::new(NodeId(2));
+    cfg.snapshot_interval = 0;
+    let mut raw = RawNode::new(&cfg, MemStorage::new(voters())).unwrap();
+    let install = |index: u64| Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(2),
+        body: MessageBody::InstallSnapshot(InstallSnapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(index),
+                term: Term(2),
+                conf_state: voters(),
+            },
+        }),
+    };
+    raw.step(install(11)).unwrap();
+    let first = raw.ready();
+    assert_eq!(first.snapshot.as_ref().unwrap().index, LogIndex(11));
+    raw.step(install(27)).unwrap();
+    let second = raw.ready();
+    assert_eq!(second.snapshot.as_ref().unwrap().index, LogIndex(27));
+
+    raw.store_mut()
+        .apply_snapshot(first.snapshot.clone().unwrap());
+    raw.on_persisted(first.number).unwrap();
+    raw.on_applied(LogIndex(11)).unwrap();
+    let st = raw.status();
+    assert!(st.applied <= st.durable, "{st:?}");
+
+    raw.store_mut()
+        .apply_snapshot(second.snapshot.clone().unwrap());
+    raw.on_persisted(second.number).unwrap();
+    raw.on_applied(LogIndex(27)).unwrap();
+    let st = raw.status();
+    assert_eq!(
+        (st.applied, st.durable, st.commit),
+        (LogIndex(27), LogIndex(27), LogIndex(27))
+    );
+    assert_eq!(raw.store().first_index().unwrap(), LogIndex(28));
+}
