@@ -66,7 +66,7 @@ pub fn write_files(dir: &Path, files: &[(&str, usize)], seed: u64) {
     for (i, (name, size)) in files.iter().enumerate() {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, data(seed ^ (i as u64 + 1) * 0x1234_5678, *size)).unwrap();
+        std::fs::write(&path, data(seed ^ ((i as u64 + 1) * 0x1234_5678), *size)).unwrap();
     }
 }
 
