@@ -243,7 +243,7 @@ impl Transfer<'_> {
                 self.cursor += 1;
             }
             if self.cursor == self.have.len() {
-                return Ok(());
+                return self.check_files();
             }
             let chunk = match conn.read().await {
                 Ok(ToReceiver::Chunk(c)) => c,
@@ -269,6 +269,23 @@ impl Transfer<'_> {
             }
             self.accept(chunk.data, crc, sink).await?;
         }
+    }
+
+    /// Every file complete: do their checksums match the manifest (empty files and files
+    /// kept from an earlier attempt included)?
+    fn check_files(&self) -> Result<()> {
+        for (f, crc) in self.m.files.iter().zip(&self.crc) {
+            if *crc != f.crc32c {
+                return Err(self.m.mismatch(
+                    &f.name,
+                    format!(
+                        "received data has crc32c {crc:#010x}, manifest says {:#010x}",
+                        f.crc32c
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_position(&self, c: &PbChunk) -> Result<()> {
