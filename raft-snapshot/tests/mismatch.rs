@@ -8,6 +8,9 @@ use raft_core::{LogIndex, Term};
 use raft_snapshot::{Error, Manifest, RemoteCode, SnapshotStore, receive_snapshot, send_snapshot};
 use support::{MIB, cfg, conf, layout, make_snapshot, pipe, temp_entries, write_files};
 
+/// Makes a manifest and its files disagree.
+type Damage = Box<dyn Fn(&mut Manifest, &std::path::Path)>;
+
 fn staged(store: &SnapshotStore, index: u64) -> (std::path::PathBuf, Manifest) {
     let dir = store.staging_dir(LogIndex(index), Term(2)).unwrap();
     write_files(&dir, &[("a.sst", 100_000), ("d/b.sst", 5000)], index);
@@ -28,7 +31,7 @@ fn a_local_install_checks_every_file_against_the_manifest() {
     let store = SnapshotStore::open(tmp.path()).unwrap();
     let old = make_snapshot(&store, 10, 1, &[("a.sst", 2000)], 1);
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Manifest, &std::path::Path)>)> = vec![
+    let cases: Vec<(&str, Damage)> = vec![
         ("crc32c", Box::new(|m, _| m.files[0].crc32c ^= 1)),
         ("size", Box::new(|m, _| m.files[1].size += 1)),
         (
