@@ -38,6 +38,9 @@ pub(crate) struct Raft<S> {
     pub(crate) msgs: Vec<Message>,
     /// Messages to send once everything handed out so far is durable.
     pub(crate) msgs_after_persist: Vec<Message>,
+    /// The log lost entries from this index on (a conflict or a snapshot) since the last
+    /// ready: acknowledgements held back by the caller's handle for them are stale.
+    pub(crate) stale_acks_from: Option<LogIndex>,
     pub(crate) read_only: ReadOnly,
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) failed_reads: Vec<Bytes>,
@@ -75,6 +78,7 @@ impl<S: Storage> Raft<S> {
             rng: Rng::new(cfg.seed ^ cfg.id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
+            stale_acks_from: None,
             read_only: ReadOnly::default(),
             read_states: Vec::new(),
             failed_reads: Vec::new(),
@@ -216,6 +220,15 @@ impl<S: Storage> Raft<S> {
         } else {
             self.msgs.push(m);
         }
+    }
+
+    /// Entries from `from` on are being replaced: acknowledgements of them that are not sent
+    /// yet would tell a leader we hold entries we no longer hold (and could let it commit an
+    /// entry a quorum does not have). Drop them.
+    pub(crate) fn drop_stale_acks(&mut self, from: LogIndex) {
+        self.msgs_after_persist
+            .retain(|m| !is_ack_at_or_above(m, from));
+        self.stale_acks_from = Some(self.stale_acks_from.map_or(from, |f| f.min(from)));
     }
 
     pub(crate) fn tick(&mut self) {
@@ -376,4 +389,9 @@ impl<S: Storage> Raft<S> {
             _ => {}
         }
     }
+}
+
+/// Whether `m` acknowledges log entries at or above `from`.
+pub(crate) fn is_ack_at_or_above(m: &Message, from: LogIndex) -> bool {
+    matches!(&m.body, MessageBody::AppendEntriesResponse(r) if r.reject.is_none() && r.index >= from)
 }

@@ -22,7 +22,9 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftS
 ///    `entries` (an append at `entries[0].index` replaces every stored entry from there on)
 ///    and `hard_state` — atomically, or in that order;
 /// 3. once that is durable, send `persisted_messages` and call [`RawNode::on_persisted`] with
-///    `number`. Writes must become durable in ready order (one log writer that batches them
+///    `number`. Send them before a later ready's write is durable: that write may replace the
+///    entries they acknowledge (answers still held inside the node are dropped when that
+///    happens, answers already handed out cannot be). Writes must become durable in ready order (one log writer that batches them
 ///    does this). A ready with nothing to write has no `persisted_messages`: answers that
 ///    depend on a write still in flight are held back and come out with a later ready once
 ///    that write is acknowledged;
@@ -268,6 +270,11 @@ impl<S: Storage> RawNode<S> {
         }
         let number = self.next_number;
         self.next_number += 1;
+        if let Some(from) = r.stale_acks_from.take() {
+            for (_, msgs) in &mut self.held {
+                msgs.retain(|m| !crate::raft::is_ack_at_or_above(m, from));
+            }
+        }
         // Held answers whose write is now durable go out with this ready.
         let first_unacked = self.in_flight.front().map_or(u64::MAX, |f| f.number);
         self.held.retain_mut(|(wait, msgs)| {

@@ -327,6 +327,7 @@ impl<S: Storage> Raft<S> {
             }
             if at <= last {
                 warn!(node = %self.id, term = %self.term, index = %at, "truncating conflicting log suffix");
+                self.drop_stale_acks(at);
             }
             self.log.truncate_and_append(&entries[first_new..]);
         }

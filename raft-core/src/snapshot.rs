@@ -75,6 +75,8 @@ impl<S: Storage> Raft<S> {
         if !meta.conf_state.voters.is_empty() {
             self.conf = JointConfig::simple(meta.conf_state.voters.iter().copied());
         }
+        // Everything above our commit index may have diverged from the snapshot.
+        self.drop_stale_acks(committed.next());
         self.log.restore(meta.clone());
         // Sent once the snapshot is durable, like any append answer.
         self.respond_append(from, meta.index, None);

@@ -291,10 +291,13 @@ impl SimNode {
                     if r.reject.is_none() && store.last_index().unwrap() < r.index =>
                 {
                     checker.violations.push(format!(
-                        "node {} acks index {} but durable last is {}",
+                        "node {} acks index {} but durable last is {} (write {}: snapshot {:?}, entries {:?})",
                         self.id,
                         r.index,
-                        store.last_index().unwrap()
+                        store.last_index().unwrap(),
+                        w.number,
+                        w.snapshot.as_ref().map(|s| s.index),
+                        w.entries.first().map(|e| (e.index, w.entries.len())),
                     ));
                 }
                 _ => {}
