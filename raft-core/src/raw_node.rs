@@ -22,12 +22,14 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftS
 ///    `entries` (an append at `entries[0].index` replaces every stored entry from there on)
 ///    and `hard_state` — atomically, or in that order;
 /// 3. once that is durable, send `persisted_messages` and call [`RawNode::on_persisted`] with
-///    `number`. Send them before a later ready's write is durable: that write may replace the
-///    entries they acknowledge (answers still held inside the node are dropped when that
-///    happens, answers already handed out cannot be). Writes must become durable in ready order (one log writer that batches them
-///    does this). A ready with nothing to write has no `persisted_messages`: answers that
-///    depend on a write still in flight are held back and come out with a later ready once
-///    that write is acknowledged;
+///    `number`. Writes must become durable in ready order (one log writer does this). A ready
+///    with nothing to write has no `persisted_messages`: answers that depend on a write still
+///    in flight are held back and come out with a later ready once that write is
+///    acknowledged. Send a ready's `persisted_messages` before a later ready's write is
+///    durable, because that write may replace the entries they acknowledge: answers still
+///    held inside the node are dropped when that happens, answers already handed out cannot
+///    be. (A writer that makes several readies durable in one batch must not group a ready
+///    that replaces entries with earlier ones.);
 /// 4. apply `committed_entries` in order and call [`RawNode::on_applied`];
 /// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`.
 ///
