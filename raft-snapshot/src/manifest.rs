@@ -81,6 +81,12 @@ impl Manifest {
         let dir = dir.as_ref();
         let mut names = Vec::new();
         walk(dir, "", &mut names)?;
+        if names.iter().any(|n| n == MANIFEST_FILE) {
+            return Err(Error::InvalidName {
+                name: MANIFEST_FILE.to_string(),
+                reason: "reserved for the manifest",
+            });
+        }
         names.sort();
         let mut files = Vec::with_capacity(names.len());
         for name in names {
@@ -134,6 +140,7 @@ impl Manifest {
         let dir = dir.as_ref();
         let mut present = Vec::new();
         walk(dir, "", &mut present)?;
+        present.retain(|n| n != MANIFEST_FILE);
         let listed: HashSet<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
         if let Some(extra) = present.iter().find(|n| !listed.contains(n.as_str())) {
             return Err(self.mismatch(extra, "present but not in the manifest".to_string()));
@@ -269,8 +276,7 @@ pub(crate) fn path_in(dir: &Path, name: &str) -> PathBuf {
     name.split('/').fold(dir.to_path_buf(), |p, c| p.join(c))
 }
 
-/// Collects the regular files under `dir` as relative `/`-separated names, skipping the top
-/// level [`MANIFEST_FILE`].
+/// Collects the regular files under `dir` as relative `/`-separated names.
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(Error::io("read directory", dir))?;
     for entry in entries {
@@ -282,9 +288,6 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
                 reason: "not UTF-8",
             });
         };
-        if prefix.is_empty() && file_name == MANIFEST_FILE {
-            continue;
-        }
         let name = format!("{prefix}{file_name}");
         let kind = entry.file_type().map_err(Error::io("stat", &path))?;
         if kind.is_dir() {
