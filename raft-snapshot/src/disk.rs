@@ -112,7 +112,8 @@ enum SinkOp {
 /// is done, so a resumed transfer never scans files still being written.
 pub(crate) struct FileSink {
     tx: Option<mpsc::Sender<SinkOp>>,
-    thread: JoinHandle<Result<()>>,
+    /// `None` once its result has been taken.
+    thread: Option<JoinHandle<Result<()>>>,
     dir: PathBuf,
 }
 
@@ -126,7 +127,7 @@ impl FileSink {
         });
         FileSink {
             tx: Some(tx),
-            thread,
+            thread: Some(thread),
             dir,
         }
     }
@@ -150,20 +151,28 @@ impl FileSink {
         }
         // The thread stopped: it failed. Its error says why.
         self.tx = None;
-        match (&mut self.thread).await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) | Err(_) => Err(Error::io("write", &self.dir)(std::io::Error::other(
+        match self.join().await {
+            Err(e) => Err(e),
+            Ok(()) => Err(Error::io("write", &self.dir)(std::io::Error::other(
                 "the file writer stopped",
             ))),
         }
     }
 
     /// Waits until every queued write is on disk (in the page cache; synced files synced).
+    /// After a failed write, the error has been returned there and this returns `Ok`.
     pub(crate) async fn finish(mut self) -> Result<()> {
         self.tx = None;
-        match self.thread.await {
-            Ok(r) => r,
-            Err(e) => Err(Error::io("write", &self.dir)(std::io::Error::other(e))),
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<()> {
+        match self.thread.take() {
+            None => Ok(()),
+            Some(thread) => match thread.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::io("write", &self.dir)(std::io::Error::other(e))),
+            },
         }
     }
 }
@@ -247,4 +256,83 @@ pub(crate) fn prepare_receive_dir(dir: &Path, m: &Manifest) -> Result<Vec<(u64, 
         out.push((have, crc));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::FileMeta;
+    use raft_core::{ConfState, LogIndex, Term};
+
+    fn manifest(files: &[(&str, &[u8])]) -> Manifest {
+        let files = files
+            .iter()
+            .map(|(name, data)| FileMeta {
+                name: name.to_string(),
+                size: data.len() as u64,
+                crc32c: crc32c::crc32c(data),
+            })
+            .collect();
+        Manifest::new(LogIndex(3), Term(1), ConfState::default(), files).unwrap()
+    }
+
+    #[test]
+    fn a_partial_transfer_is_kept_only_where_it_can_be_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("recv");
+        let (a, b, c, d) = (
+            vec![1u8; 1000],
+            vec![2u8; 500],
+            vec![3u8; 300],
+            vec![4u8; 10],
+        );
+        let m = manifest(&[("a", &a), ("s/b", &b), ("c", &c), ("d", &d)]);
+        // Fresh: every file exists and is empty.
+        let fresh = prepare_receive_dir(&dir, &m).unwrap();
+        assert_eq!(fresh, vec![(0, 0); 4]);
+        assert!(dir.join("s/b").is_file());
+        // a complete, b partial, c complete but damaged, d longer than listed.
+        fs::write(dir.join("a"), &a).unwrap();
+        fs::write(dir.join("s/b"), &b[..200]).unwrap();
+        let mut bad = c.clone();
+        bad[7] ^= 1;
+        fs::write(dir.join("c"), &bad).unwrap();
+        fs::write(dir.join("d"), [4u8; 11]).unwrap();
+        let kept = prepare_receive_dir(&dir, &m).unwrap();
+        assert_eq!(
+            kept,
+            vec![
+                (1000, crc32c::crc32c(&a)),
+                (200, crc32c::crc32c(&b[..200])),
+                (0, 0),
+                (0, 0)
+            ]
+        );
+        assert_eq!(fs::metadata(dir.join("c")).unwrap().len(), 0);
+        assert_eq!(fs::metadata(dir.join("d")).unwrap().len(), 0);
+        // Another manifest: start over.
+        let other = manifest(&[("a", &b)]);
+        assert_eq!(prepare_receive_dir(&dir, &other).unwrap(), vec![(0, 0)]);
+        assert!(!dir.join("s").exists());
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_is_an_error_not_a_hang() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::SnapshotStore::open(tmp.path()).unwrap();
+        let guard = Arc::new(store.begin_receive(LogIndex(1), Term(1)).unwrap());
+        let paths = vec![tmp.path().join("missing/dir/file")];
+        let mut sink = FileSink::start(tmp.path().to_path_buf(), paths, guard);
+        let mut failed = false;
+        for i in 0..20u64 {
+            if sink.write(0, i, Bytes::from_static(b"x")).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        let finished = sink.finish().await;
+        assert!(failed || finished.is_err());
+        // The guard is released with the thread.
+        assert!(store.begin_receive(LogIndex(1), Term(1)).is_some());
+    }
 }

@@ -18,7 +18,7 @@ use crate::store::SnapshotStore;
 use crate::wire::{PbAccept, PbChunk, PbInstalled, PbNack, PbRefused, ToReceiver, ToSender};
 
 /// Receives one snapshot from `reader`/`writer` (the two halves of one stream, e.g. a QUIC
-/// [`SnapshotStream`](https://docs.rs/raft-net-quic)'s `recv` and `send`) into `store` and
+/// `raft_net_quic::SnapshotStream`'s `recv` and `send`) into `store` and
 /// returns its manifest once it is installed.
 ///
 /// The receiver tells the sender how much of each file it already holds from an earlier,
