@@ -3,7 +3,8 @@
 //! the snapshot transfer.
 //!
 //! `cargo bench -p raft-snapshot --bench transfer` (full: `BENCH_MIB` MiB per transfer,
-//! default 256, `BENCH_ROUNDS` rounds, default 3; `BENCH_DIR` picks the disk). Without
+//! default 256, `BENCH_ROUNDS` rounds, default 3; `BENCH_DIR` picks the disk;
+//! `BENCH_SKIP_RAW` leaves out the baseline, e.g. to profile the snapshot path). Without
 //! `--bench` (as `cargo test` runs it) a small smoke run.
 //!
 //! - raw quinn: one bidirectional stream on a quinn connection with the same TLS setup; the
@@ -308,8 +309,9 @@ fn main() {
         );
         let (mut raws, mut snaps) = (Vec::new(), Vec::new());
         let mut during_all = Histogram::<u64>::new(3).unwrap();
+        let skip_raw = std::env::var("BENCH_SKIP_RAW").is_ok();
         for round in 0..rounds {
-            let raw = raw_copy(&ca, &src, &m).await;
+            let raw = if skip_raw { f64::NAN } else { raw_copy(&ca, &src, &m).await };
             let snap = snapshot_copy(&mut p, &leader, &follower, &m, 1000 * (round as u64 + 1)).await;
             println!(
                 "{:<8} {:>14.0} {:>14.0} {:>8.2} {:>10.0} / {:<10.0}",

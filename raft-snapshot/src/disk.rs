@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -71,15 +71,17 @@ fn read_chunks(
             .map_err(Error::io("seek", &path))?;
         while pos < f.size {
             let n = usize::try_from(f.size - pos).map_or(chunk, |left| left.min(chunk));
-            let mut buf = BytesMut::zeroed(n);
-            file.read_exact(&mut buf).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    m.mismatch(&f.name, format!("shorter than the {} bytes listed", f.size))
-                } else {
-                    Error::io("read", &path)(e)
-                }
-            })?;
-            let data = buf.freeze();
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(n);
+            (&mut file)
+                .take(n as u64)
+                .read_to_end(&mut buf)
+                .map_err(Error::io("read", &path))?;
+            if buf.len() < n {
+                let detail = format!("shorter than the {} bytes listed", f.size);
+                return Err(m.mismatch(&f.name, detail));
+            }
+            let data = Bytes::from(buf);
             let crc = crc32c::crc32c(&data);
             let c = SourceChunk {
                 file: i as u32,
@@ -136,7 +138,8 @@ impl FileSink {
         self.send(SinkOp::Write { file, offset, data }).await
     }
 
-    /// fsyncs a file once complete (so the final install has little left to sync).
+    /// fsyncs a file once complete, in the background (so the final install has little left
+    /// to sync); [`FileSink::finish`] waits for it.
     pub(crate) async fn sync(&mut self, file: usize) -> Result<()> {
         self.send(SinkOp::Sync { file }).await
     }
@@ -177,41 +180,140 @@ impl FileSink {
     }
 }
 
-fn write_chunks(mut rx: mpsc::Receiver<SinkOp>, paths: &[PathBuf]) -> Result<()> {
-    let mut open: Option<(usize, File, u64)> = None;
-    while let Some(op) = rx.blocking_recv() {
-        let file = match &op {
-            SinkOp::Write { file, .. } | SinkOp::Sync { file } => *file,
-        };
-        let path = &paths[file];
-        if open.as_ref().is_none_or(|(i, _, _)| *i != file) {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(Error::io("open", path))?;
-            open = Some((file, f, u64::MAX));
+/// Written but unsynced bytes of a file after which a background `fdatasync` starts, so the
+/// disk works while the network does and the final fsync finds little left to do.
+const SYNC_EVERY: u64 = 8 << 20;
+
+/// The file the sink is writing.
+struct OpenFile {
+    index: usize,
+    file: File,
+    pos: u64,
+    unsynced: u64,
+    /// A background sync of this file, if one is running.
+    syncing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl OpenFile {
+    fn write(&mut self, offset: u64, data: &[u8], path: &Path) -> Result<()> {
+        if self.pos != offset {
+            self.file
+                .seek(SeekFrom::Start(offset))
+                .map_err(Error::io("seek", path))?;
         }
-        let Some((_, f, pos)) = open.as_mut() else {
-            continue;
-        };
-        match op {
-            SinkOp::Write { offset, data, .. } => {
-                if *pos != offset {
-                    f.seek(SeekFrom::Start(offset))
-                        .map_err(Error::io("seek", path))?;
-                }
-                f.write_all(&data).map_err(Error::io("write", path))?;
-                *pos = offset + data.len() as u64;
-            }
-            SinkOp::Sync { .. } => {
-                f.sync_all().map_err(Error::io("fsync", path))?;
-                open = None;
-            }
+        self.file
+            .write_all(data)
+            .map_err(Error::io("write", path))?;
+        self.pos = offset + data.len() as u64;
+        self.unsynced += data.len() as u64;
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
+            self.wait_sync(path)?;
+            let clone = self.file.try_clone().map_err(Error::io("open", path))?;
+            self.syncing = Some(std::thread::spawn(move || clone.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the background sync, if any, and reports its failure.
+    fn wait_sync(&mut self, path: &Path) -> Result<()> {
+        match self.syncing.take().map(std::thread::JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(Error::io("fsync", path)(e)),
+            Some(Err(_)) => Err(Error::io("fsync", path)(std::io::Error::other(
+                "the sync thread panicked",
+            ))),
         }
     }
-    Ok(())
+
+    /// Makes the whole file durable.
+    fn sync(mut self, path: &Path) -> Result<()> {
+        self.wait_sync(path)?;
+        self.file.sync_all().map_err(Error::io("fsync", path))
+    }
+}
+
+/// Completed files being made durable in the background, at most this many at once.
+const MAX_FINISHING: usize = 4;
+
+type Finishing = std::collections::VecDeque<std::thread::JoinHandle<Result<()>>>;
+
+fn join_finishing(h: std::thread::JoinHandle<Result<()>>, path: &Path) -> Result<()> {
+    h.join().unwrap_or_else(|_| {
+        Err(Error::io("fsync", path)(std::io::Error::other(
+            "the sync thread panicked",
+        )))
+    })
+}
+
+fn write_chunks(rx: mpsc::Receiver<SinkOp>, paths: &[PathBuf]) -> Result<()> {
+    let mut finishing = Finishing::new();
+    let written = write_ops(rx, paths, &mut finishing);
+    // Every completed file is durable before the sink reports success.
+    let mut synced = Ok(());
+    for h in finishing {
+        let r = join_finishing(h, paths.first().map_or(Path::new(""), |p| p.as_path()));
+        synced = synced.and(r);
+    }
+    written.and(synced)
+}
+
+fn write_ops(
+    mut rx: mpsc::Receiver<SinkOp>,
+    paths: &[PathBuf],
+    finishing: &mut Finishing,
+) -> Result<()> {
+    let mut open: Option<OpenFile> = None;
+    let result = (|| {
+        while let Some(op) = rx.blocking_recv() {
+            let index = match &op {
+                SinkOp::Write { file, .. } | SinkOp::Sync { file } => *file,
+            };
+            let path = &paths[index];
+            if open.as_ref().is_none_or(|o| o.index != index) {
+                if let Some(mut prev) = open.take() {
+                    prev.wait_sync(&paths[prev.index])?;
+                }
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(Error::io("open", path))?;
+                open = Some(OpenFile {
+                    index,
+                    file,
+                    pos: u64::MAX,
+                    unsynced: 0,
+                    syncing: None,
+                });
+            }
+            match op {
+                SinkOp::Write { offset, data, .. } => {
+                    if let Some(o) = open.as_mut() {
+                        o.write(offset, &data, path)?;
+                    }
+                }
+                SinkOp::Sync { .. } => {
+                    if let Some(o) = open.take() {
+                        if finishing.len() >= MAX_FINISHING {
+                            if let Some(h) = finishing.pop_front() {
+                                join_finishing(h, path)?;
+                            }
+                        }
+                        let path = path.clone();
+                        finishing.push_back(std::thread::spawn(move || o.sync(&path)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    // Never leave a sync thread behind.
+    if let Some(mut o) = open {
+        let _ = o.wait_sync(&paths[o.index]);
+    }
+    result
 }
 
 /// Prepares `dir` to receive `m`. If it holds a partial transfer of the same manifest, keeps

@@ -112,6 +112,19 @@ pub(crate) enum ReadError {
     Frame(FrameError),
 }
 
+/// A frame as read: its body and the checksum its header claims.
+pub(crate) struct Frame {
+    pub body: Bytes,
+    pub crc: u32,
+}
+
+impl Frame {
+    /// Checks the body against the header's checksum.
+    pub(crate) fn verify(&self) -> Result<(), FrameError> {
+        check_crc(self.crc, &self.body)
+    }
+}
+
 /// Reads frames from a byte stream.
 pub(crate) struct FrameReader<R> {
     inner: BufReader<R>,
@@ -126,8 +139,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next frame's body; `Ok(None)` when the stream ends cleanly between frames.
+    /// The next frame, checksum verified; `Ok(None)` when the stream ends cleanly between
+    /// frames.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, ReadError> {
+        let Some(frame) = self.next_unverified().await? else {
+            return Ok(None);
+        };
+        frame.verify().map_err(ReadError::Frame)?;
+        Ok(Some(frame.body))
+    }
+
+    /// The next frame without checking its checksum (the caller does, see
+    /// [`Frame::verify`]).
+    pub(crate) async fn next_unverified(&mut self) -> Result<Option<Frame>, ReadError> {
         let mut header = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {
@@ -145,18 +169,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             got += n;
         }
-        let (len, stored) = parse_header(header);
+        let (len, crc) = parse_header(header);
         check_len(len, self.max).map_err(ReadError::Frame)?;
-        let mut body = BytesMut::zeroed(len as usize);
-        self.inner.read_exact(&mut body).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ReadError::Frame(FrameError::Truncated)
-            } else {
-                ReadError::Io(e)
+        let len = len as usize;
+        // Read into uninitialized capacity: no zeroing of a megabyte per chunk.
+        let mut body = BytesMut::with_capacity(len);
+        while body.len() < len {
+            let want = (len - body.len()) as u64;
+            let n = (&mut self.inner)
+                .take(want)
+                .read_buf(&mut body)
+                .await
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Frame(FrameError::Truncated));
             }
-        })?;
-        check_crc(stored, &body).map_err(ReadError::Frame)?;
-        Ok(Some(body.freeze()))
+        }
+        Ok(Some(Frame {
+            body: body.freeze(),
+            crc,
+        }))
     }
 }
 
@@ -190,13 +222,42 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     frame: &[u8],
     stall: Duration,
 ) -> crate::Result<()> {
+    write_parts(w, &[frame], stall).await
+}
+
+/// Writes a frame given in parts (e.g. a chunk's head and its data) and flushes, giving up
+/// after `stall`.
+pub(crate) async fn write_parts<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    parts: &[&[u8]],
+    stall: Duration,
+) -> crate::Result<()> {
     tokio::time::timeout(stall, async {
-        w.write_all(frame).await?;
+        for p in parts {
+            w.write_all(p).await?;
+        }
         w.flush().await
     })
     .await
     .map_err(|_| Error::Stalled(stall))?
     .map_err(Error::Stream)
+}
+
+/// Reads one frame without checking its checksum; gives up after `stall`. A clean end of the
+/// stream is [`Error::Closed`].
+pub(crate) async fn read_unverified<R: AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
+    stall: Duration,
+) -> crate::Result<Frame> {
+    match tokio::time::timeout(stall, frames.next_unverified())
+        .await
+        .map_err(|_| Error::Stalled(stall))?
+    {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(Error::Closed),
+        Err(ReadError::Io(e)) => Err(Error::Stream(e)),
+        Err(ReadError::Frame(e)) => Err(Error::Frame(e)),
+    }
 }
 
 #[cfg(test)]

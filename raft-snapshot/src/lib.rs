@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod crc;
 mod disk;
 mod error;
 mod frame;

@@ -12,10 +12,12 @@ use tracing::Instrument;
 use crate::config::TransferConfig;
 use crate::disk::{FileSink, prepare_receive_dir};
 use crate::error::{Error, Result};
-use crate::frame::{FrameError, FrameReader, read_msg, write_frame};
+use crate::frame::{Frame, FrameReader, read_msg, read_unverified, write_frame};
 use crate::manifest::{Manifest, path_in};
 use crate::store::SnapshotStore;
-use crate::wire::{PbAccept, PbChunk, PbInstalled, PbNack, PbRefused, ToReceiver, ToSender};
+use crate::wire::{
+    PbAccept, PbChunk, PbInstalled, PbNack, PbRefused, ToReceiver, ToSender, verify_chunk,
+};
 
 /// Receives one snapshot from `reader`/`writer` (the two halves of one stream, e.g. a QUIC
 /// `raft_net_quic::SnapshotStream`'s `recv` and `send`) into `store` and
@@ -245,23 +247,31 @@ impl Transfer<'_> {
             if self.cursor == self.have.len() {
                 return self.check_files();
             }
-            let chunk = match conn.read().await {
-                Ok(ToReceiver::Chunk(c)) => c,
-                Ok(ToReceiver::Offer(_)) => {
-                    return Err(Error::Protocol("a second offer".into()));
-                }
-                Err(Error::Frame(e @ FrameError::Checksum { .. })) => {
+            let frame = conn.read_unverified().await?;
+            // Nothing in a frame is trusted (not even its epoch) before its checksum is.
+            let verified = match ToReceiver::from_frame(frame.body.clone()) {
+                Ok(ToReceiver::Chunk(c)) => verify_chunk(&frame, &c.data).map(|crc| (c, crc)),
+                Ok(ToReceiver::Offer(_)) => match frame.verify() {
+                    Ok(()) => return Err(Error::Protocol("a second offer".into())),
+                    Err(e) => Err(e),
+                },
+                Err(e) => match frame.verify() {
+                    Ok(()) => return Err(Error::Frame(e)),
+                    Err(e) => Err(e),
+                },
+            };
+            let (chunk, crc) = match verified {
+                Ok(v) => v,
+                Err(e) => {
                     tracing::debug!(error = %e, "corrupted frame");
                     self.nack(conn, cfg).await?;
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             if chunk.epoch != self.epoch {
                 continue;
             }
             self.check_position(&chunk)?;
-            let crc = crc32c::crc32c(&chunk.data);
             if crc != chunk.crc32c {
                 tracing::debug!(file = chunk.file, offset = chunk.offset, "corrupted chunk");
                 self.nack(conn, cfg).await?;
@@ -310,7 +320,7 @@ impl Transfer<'_> {
     async fn accept(&mut self, data: Bytes, crc: u32, sink: &mut FileSink) -> Result<()> {
         let (i, len) = (self.cursor, data.len() as u64);
         sink.write(i, self.have[i], data).await?;
-        self.crc[i] = crc32c::crc32c_combine(self.crc[i], crc, len as usize);
+        self.crc[i] = crate::crc::combine(self.crc[i], crc, len as usize);
         self.have[i] += len;
         self.received += len;
         metrics::counter!("raft_snapshot_bytes_received_total").increment(len);
@@ -363,6 +373,10 @@ struct Conn<R, W> {
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     async fn read(&mut self) -> Result<ToReceiver> {
         read_msg(&mut self.frames, Some(self.stall), ToReceiver::from_frame).await
+    }
+
+    async fn read_unverified(&mut self) -> Result<Frame> {
+        read_unverified(&mut self.frames, self.stall).await
     }
 
     async fn send(&mut self, m: ToSender) -> Result<()> {

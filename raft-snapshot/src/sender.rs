@@ -12,9 +12,9 @@ use tracing::Instrument;
 use crate::config::TransferConfig;
 use crate::disk::ChunkSource;
 use crate::error::{Error, RemoteCode, Result};
-use crate::frame::{FrameReader, read_msg, write_frame};
+use crate::frame::{FrameReader, read_msg, write_frame, write_parts};
 use crate::manifest::{Manifest, path_in};
-use crate::wire::{PbAccept, PbChunk, PbNack, PbOffer, ToReceiver, ToSender};
+use crate::wire::{PbAccept, PbNack, PbOffer, ToReceiver, ToSender, chunk_frame_head};
 
 /// What a successful [`send_snapshot`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -241,15 +241,8 @@ impl Pump {
                 Some(Ok(c)) => {
                     let len = c.data.len() as u64;
                     cfg.limits.throttle(c.data.len()).await;
-                    let frame = ToReceiver::Chunk(PbChunk {
-                        epoch: self.epoch,
-                        file: c.file,
-                        offset: c.offset,
-                        crc32c: c.crc,
-                        data: c.data,
-                    })
-                    .into_frame(u32::MAX as usize)?;
-                    write_frame(writer, &frame, stall).await?;
+                    let head = chunk_frame_head(self.epoch, c.file, c.offset, c.crc, c.data.len());
+                    write_parts(writer, &[&head, &c.data], stall).await?;
                     self.report.bytes_sent += len;
                     self.report.chunks_sent += 1;
                     metrics::counter!("raft_snapshot_bytes_sent_total").increment(len);

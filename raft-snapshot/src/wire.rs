@@ -20,9 +20,9 @@
 //! Every message travels in a [`crate::frame`]. A chunk carries the CRC32C of its data; the
 //! frame's checksum covers the headers too, so a flipped bit in an offset is caught as well.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::frame::FrameError;
+use crate::frame::{Frame, FrameError, HEADER_LEN};
 
 /// Bytes a chunk frame adds to its data (frame header, field tags and varints), rounded up.
 pub(crate) const CHUNK_OVERHEAD: usize = 64;
@@ -158,10 +158,83 @@ impl ToSender {
     }
 }
 
+/// The start of a chunk frame, up to its data: the frame is this followed by `data_len`
+/// bytes of data whose CRC32C is `crc` (the same bytes as `ToReceiver::Chunk(..)` encoded
+/// with [`ToReceiver::into_frame`]). Lets the sender write the data without copying it into
+/// a frame buffer and derive the frame checksum without reading the data again.
+pub(crate) fn chunk_frame_head(
+    epoch: u64,
+    file: u32,
+    offset: u64,
+    crc: u32,
+    data_len: usize,
+) -> Bytes {
+    // PbChunk's fields before the data's bytes, in tag order; zero values are omitted (proto3).
+    let mut fields = BytesMut::with_capacity(48);
+    if epoch != 0 {
+        fields.put_u8(1 << 3); // epoch: varint
+        put_varint(&mut fields, epoch);
+    }
+    if file != 0 {
+        fields.put_u8(2 << 3); // file: varint
+        put_varint(&mut fields, u64::from(file));
+    }
+    if offset != 0 {
+        fields.put_u8(3 << 3); // offset: varint
+        put_varint(&mut fields, offset);
+    }
+    if crc != 0 {
+        fields.put_u8((4 << 3) | 5); // crc32c: fixed32
+        fields.put_u32_le(crc);
+    }
+    if data_len != 0 {
+        fields.put_u8((5 << 3) | 2); // data: length-delimited
+        put_varint(&mut fields, data_len as u64);
+    }
+    let mut head = BytesMut::with_capacity(HEADER_LEN + 11 + fields.len());
+    head.put_u64(0); // the frame header, filled in below
+    head.put_u8((2 << 3) | 2); // ToReceiver.chunk: length-delimited
+    put_varint(&mut head, (fields.len() + data_len) as u64);
+    head.extend_from_slice(&fields);
+    let body_len = head.len() - HEADER_LEN + data_len;
+    let body_crc = crate::crc::combine(crc32c::crc32c(&head[HEADER_LEN..]), crc, data_len);
+    head[..4].copy_from_slice(&(body_len as u32).to_be_bytes());
+    head[4..HEADER_LEN].copy_from_slice(&body_crc.to_be_bytes());
+    head.freeze()
+}
+
+fn put_varint(buf: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+/// Checks a decoded chunk against its frame's checksum with one pass over the data (when the
+/// data is the tail of the frame body, as this crate's senders encode it); returns the CRC32C
+/// of the data.
+pub(crate) fn verify_chunk(frame: &Frame, data: &Bytes) -> Result<u32, FrameError> {
+    let data_crc = crc32c::crc32c(data);
+    let start = (data.as_ptr() as usize).wrapping_sub(frame.body.as_ptr() as usize);
+    let computed = if !data.is_empty() && start.checked_add(data.len()) == Some(frame.body.len()) {
+        crate::crc::combine(crc32c::crc32c(&frame.body[..start]), data_crc, data.len())
+    } else {
+        crc32c::crc32c(&frame.body)
+    };
+    if computed != frame.crc {
+        return Err(FrameError::Checksum {
+            stored: frame.crc,
+            computed,
+        });
+    }
+    Ok(data_crc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{HEADER_LEN, decode_exact};
+    use crate::frame::decode_exact;
 
     #[test]
     fn chunk_overhead_bounds_the_frame() {
@@ -193,6 +266,74 @@ mod tests {
         ] {
             assert!(ToSender::from_frame(Bytes::copy_from_slice(junk)).is_err());
             assert!(ToReceiver::from_frame(Bytes::copy_from_slice(junk)).is_err());
+        }
+    }
+
+    #[test]
+    fn chunk_frame_head_matches_prost() {
+        let cases = [
+            (0u64, 0u32, 0u64, 0u32, 0usize),
+            (0, 0, 0, 7, 1),
+            (1, 2, 3, 0xdead_beef, 100),
+            (u64::MAX, u32::MAX, u64::MAX, u32::MAX, 300),
+            (127, 128, 16383, 1, 16384),
+        ];
+        for (epoch, file, offset, _, len) in cases {
+            let data = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let crc = crc32c::crc32c(&data);
+            let whole = ToReceiver::Chunk(PbChunk {
+                epoch,
+                file,
+                offset,
+                crc32c: crc,
+                data: data.clone(),
+            })
+            .into_frame(usize::MAX)
+            .unwrap();
+            let mut split = chunk_frame_head(epoch, file, offset, crc, data.len()).to_vec();
+            split.extend_from_slice(&data);
+            assert_eq!(split, whole.to_vec(), "{epoch} {file} {offset} {len}");
+        }
+    }
+
+    #[test]
+    fn one_pass_chunk_verification() {
+        let data = Bytes::from(vec![9u8; 5000]);
+        let crc = crc32c::crc32c(&data);
+        let frame = ToReceiver::Chunk(PbChunk {
+            epoch: 2,
+            file: 1,
+            offset: 10,
+            crc32c: crc,
+            data,
+        })
+        .into_frame(usize::MAX)
+        .unwrap();
+        let body = frame.slice(HEADER_LEN..);
+        let stored = u32::from_be_bytes(frame[4..8].try_into().unwrap());
+        let ToReceiver::Chunk(c) = ToReceiver::from_frame(body.clone()).unwrap() else {
+            panic!()
+        };
+        let f = Frame {
+            body: body.clone(),
+            crc: stored,
+        };
+        assert_eq!(verify_chunk(&f, &c.data).unwrap(), crc);
+        // A copy of the data (not the tail of the body) is checked the slow way.
+        let copy = Bytes::copy_from_slice(&c.data);
+        assert_eq!(verify_chunk(&f, &copy).unwrap(), crc);
+        // A flipped bit in the header part or in the data is caught.
+        for at in [3, body.len() - 1] {
+            let mut bad = body.to_vec();
+            bad[at] ^= 1;
+            let bad = Bytes::from(bad);
+            let f = Frame {
+                body: bad.clone(),
+                crc: stored,
+            };
+            if let Ok(ToReceiver::Chunk(c)) = ToReceiver::from_frame(bad) {
+                assert!(verify_chunk(&f, &c.data).is_err(), "flip at {at}");
+            }
         }
     }
 }
