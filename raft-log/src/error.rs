@@ -61,6 +61,21 @@ pub enum LogError {
     WouldDeadlock,
 }
 
+impl LogError {
+    /// A RocksDB error met while reading at (or near) `index`: its own checksum failures are
+    /// corruption there, anything else stays a RocksDB error.
+    pub(crate) fn rocks_at(index: LogIndex, e: rocksdb::Error) -> LogError {
+        if e.kind() == rocksdb::ErrorKind::Corruption {
+            LogError::Corruption {
+                index,
+                detail: e.into_string(),
+            }
+        } else {
+            LogError::Rocks(e)
+        }
+    }
+}
+
 impl From<LogError> for StorageError {
     fn from(e: LogError) -> StorageError {
         match e {

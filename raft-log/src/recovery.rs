@@ -283,7 +283,8 @@ fn scan_all(
         }
         it.next();
     }
-    it.status().map_err(|e| at(prev.0.next(), e))?;
+    it.status()
+        .map_err(|e| LogError::rocks_at(prev.0.next(), e))?;
     cache.append(&chunk);
     Ok(prev)
 }
@@ -299,7 +300,8 @@ fn scan_tail(
     let mut it = db.raw_iterator_cf(cf);
     it.seek_to_first();
     let (Some(key), Some(value)) = (it.key(), it.value()) else {
-        it.status().map_err(|e| at(compacted.0.next(), e))?;
+        it.status()
+            .map_err(|e| LogError::rocks_at(compacted.0.next(), e))?;
         return Ok(compacted);
     };
     check_next(key, value, compacted)?;
@@ -326,7 +328,7 @@ fn scan_tail(
         it.prev();
     }
     it.status()
-        .map_err(|e| at(last_seen(&tail, compacted), e))?;
+        .map_err(|e| LogError::rocks_at(last_seen(&tail, compacted), e))?;
     tail.reverse();
     let last = tail.last().map_or(compacted, |e| (e.index, e.term));
     cache.append(&tail);
@@ -342,18 +344,6 @@ fn bad_key(key: &[u8]) -> LogError {
         "a key of {} bytes in the log column family",
         key.len()
     ))
-}
-
-/// RocksDB's own checksum failures while reading near `index` are corruption there.
-fn at(index: LogIndex, e: rocksdb::Error) -> LogError {
-    if e.kind() == rocksdb::ErrorKind::Corruption {
-        LogError::Corruption {
-            index,
-            detail: e.into_string(),
-        }
-    } else {
-        LogError::Rocks(e)
-    }
 }
 
 /// Verifies the entry stored under `key` and that it directly follows `prev` (index, term).

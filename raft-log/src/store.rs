@@ -190,7 +190,7 @@ impl Shared {
         let value = self
             .db
             .get_pinned_cf(self.entries_cf(), key)
-            .map_err(|e| rocks_at(index, e))?
+            .map_err(|e| LogError::rocks_at(index, e))?
             .ok_or_else(|| missing(index))?;
         let entry =
             decode_entry(&key, &value).map_err(|detail| LogError::Corruption { index, detail })?;
@@ -413,7 +413,7 @@ impl LogStore {
         let mut want = lo;
         while want < hi {
             let (Some(key), Some(value)) = (it.key(), it.value()) else {
-                it.status().map_err(|e| rocks_at(want, e))?;
+                it.status().map_err(|e| LogError::rocks_at(want, e))?;
                 return Err(missing(want));
             };
             if key != entry_key(want) {
@@ -474,18 +474,6 @@ fn missing(index: LogIndex) -> LogError {
     LogError::Corruption {
         index,
         detail: "entry missing from a contiguous log".into(),
-    }
-}
-
-/// RocksDB's own checksum failures are corruption at the index being read.
-fn rocks_at(index: LogIndex, e: rocksdb::Error) -> LogError {
-    if e.kind() == rocksdb::ErrorKind::Corruption {
-        LogError::Corruption {
-            index,
-            detail: e.into_string(),
-        }
-    } else {
-        LogError::Rocks(e)
     }
 }
 
