@@ -54,14 +54,14 @@ impl Cluster {
         if let Some(hs) = rd.hard_state {
             store.set_hard_state(hs);
         }
-        n.on_persisted(rd.number).unwrap();
+        let answers = n.on_persisted(rd.number).unwrap();
         if let Some(last) = rd.committed_entries.last() {
             if i == 0 {
                 self.committed += rd.committed_entries.len() as u64;
             }
             n.on_applied(last.index).unwrap();
         }
-        for m in rd.messages.into_iter().chain(rd.persisted_messages) {
+        for m in rd.messages.into_iter().chain(answers) {
             if let MessageBody::AppendEntries(a) = &m.body
                 && !a.entries.is_empty()
             {

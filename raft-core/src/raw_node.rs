@@ -21,15 +21,11 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftS
 ///    state machine and restart the log after it, e.g. `MemStorage::apply_snapshot`), then
 ///    `entries` (an append at `entries[0].index` replaces every stored entry from there on)
 ///    and `hard_state` — atomically, or in that order;
-/// 3. once that is durable, send `persisted_messages` and call [`RawNode::on_persisted`] with
-///    `number`. Writes must become durable in ready order (one log writer does this). A ready
-///    with nothing to write has no `persisted_messages`: answers that depend on a write still
-///    in flight are held back and come out with a later ready once that write is
-///    acknowledged. Send a ready's `persisted_messages` before a later ready's write is
-///    durable, because that write may replace the entries they acknowledge: answers still
-///    held inside the node are dropped when that happens, answers already handed out cannot
-///    be. (A writer that makes several readies durable in one batch must not group a ready
-///    that replaces entries with earlier ones.);
+/// 3. once that is durable, call [`RawNode::on_persisted`] with `number` and send the answers
+///    it returns (append acknowledgements and votes, which promise durable state: §5.1
+///    "respond after persisting"). Writes must become durable in ready order (one log writer
+///    that batches them does this; acknowledging the last ready of a batch acknowledges all).
+///    Answers whose entries a later ready replaced are dropped, never returned;
 /// 4. apply `committed_entries` in order and call [`RawNode::on_applied`];
 /// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`.
 ///
@@ -52,8 +48,6 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     /// Messages to send now.
     pub messages: Vec<Message>,
-    /// Messages to send only once this ready's writes are durable.
-    pub persisted_messages: Vec<Message>,
     /// Entries to apply to the state machine, in order.
     pub committed_entries: Vec<Entry>,
     /// Reads that may be served once applied reaches their index.
@@ -79,6 +73,8 @@ struct InFlight {
     hard_state: Option<HardState>,
     last: Option<(LogIndex, Term)>,
     snapshot: Option<LogIndex>,
+    /// Answers to send once this write is durable.
+    answers: Vec<Message>,
 }
 
 /// A Raft node without I/O, time or threads.
@@ -114,9 +110,6 @@ pub struct RawNode<S> {
     prev_hard: HardState,
     next_number: u64,
     in_flight: VecDeque<InFlight>,
-    /// Answers from readies without writes, waiting for the earlier write they depend on:
-    /// `(ready number to wait for, messages)`.
-    held: Vec<(u64, Vec<Message>)>,
     /// The applied index a snapshot was last suggested at.
     snapshot_suggested: LogIndex,
 }
@@ -183,7 +176,6 @@ impl<S: Storage> RawNode<S> {
             raft,
             next_number: 1,
             in_flight: VecDeque::new(),
-            held: Vec::new(),
             snapshot_suggested: LogIndex(0),
         })
     }
@@ -253,16 +245,22 @@ impl<S: Storage> RawNode<S> {
             || !r.failed_reads.is_empty()
             || (r.role == Role::Leader && r.broadcast_pending)
             || r.reads_ready_to_start()
-            || self.held.iter().any(|(wait, _)| self.is_acked(*wait))
     }
 
-    /// Whether ready `number` was acknowledged durable (`in_flight` holds the rest, in order).
-    fn is_acked(&self, number: u64) -> bool {
-        self.in_flight.front().is_none_or(|f| f.number > number)
+    /// Drops answers not yet released that acknowledge entries replaced since (a conflict
+    /// or a snapshot): they would tell a leader we hold entries we no longer hold.
+    fn drop_stale_answers(&mut self) {
+        if let Some(from) = self.raft.stale_acks_from.take() {
+            for f in &mut self.in_flight {
+                f.answers
+                    .retain(|m| !crate::raft::is_ack_at_or_above(m, from));
+            }
+        }
     }
 
     /// Takes the pending effects.
     pub fn ready(&mut self) -> Ready {
+        self.drop_stale_answers();
         let r = &mut self.raft;
         if r.role == Role::Leader {
             r.flush_reads();
@@ -272,21 +270,6 @@ impl<S: Storage> RawNode<S> {
         }
         let number = self.next_number;
         self.next_number += 1;
-        if let Some(from) = r.stale_acks_from.take() {
-            for (_, msgs) in &mut self.held {
-                msgs.retain(|m| !crate::raft::is_ack_at_or_above(m, from));
-            }
-        }
-        // Held answers whose write is now durable go out with this ready.
-        let first_unacked = self.in_flight.front().map_or(u64::MAX, |f| f.number);
-        self.held.retain_mut(|(wait, msgs)| {
-            if *wait < first_unacked {
-                r.msgs_after_persist.append(msgs);
-                false
-            } else {
-                true
-            }
-        });
 
         let soft = r.soft_state();
         let soft_state = (soft != self.prev_soft).then_some(soft);
@@ -305,31 +288,31 @@ impl<S: Storage> RawNode<S> {
                 Vec::new()
             });
         let last = entries.last().map(|e| (e.index, e.term));
-        let mut persisted_messages = std::mem::take(&mut r.msgs_after_persist);
-        if hard_state.is_none()
-            && entries.is_empty()
-            && snapshot.is_none()
-            && !persisted_messages.is_empty()
+        let mut messages = std::mem::take(&mut r.msgs);
+        let answers = std::mem::take(&mut r.msgs_after_persist);
+        let writes = hard_state.is_some() || !entries.is_empty() || snapshot.is_some();
+        let mut own_answers = Vec::new();
+        if writes {
+            own_answers = answers;
+        } else if let Some(f) = self
+            .in_flight
+            .iter_mut()
+            .rev()
+            .find(|f| f.hard_state.is_some() || f.last.is_some() || f.snapshot.is_some())
         {
             // Nothing to write here, but the answers may repeat a promise (an append ack, a
-            // vote) whose write is still in flight: hold them until that write is durable, so
-            // a caller that skips empty readies cannot send them early.
-            let pending = self
-                .in_flight
-                .iter()
-                .filter(|f| f.hard_state.is_some() || f.last.is_some() || f.snapshot.is_some())
-                .map(|f| f.number)
-                .max();
-            if let Some(wait) = pending {
-                self.held
-                    .push((wait, std::mem::take(&mut persisted_messages)));
-            }
+            // vote) whose write is still in flight: they go out with that write.
+            f.answers.extend(answers);
+        } else {
+            // Everything they promise is durable already.
+            messages.extend(answers);
         }
         self.in_flight.push_back(InFlight {
             number,
             hard_state,
             last,
             snapshot: snapshot.as_ref().map(|s| s.index),
+            answers: own_answers,
         });
         let snapshot_due = self.snapshot_due();
         if let Some(at) = snapshot_due {
@@ -343,19 +326,23 @@ impl<S: Storage> RawNode<S> {
             snapshot,
             snapshot_due,
             entries,
-            messages: std::mem::take(&mut r.msgs),
-            persisted_messages,
+            messages,
             committed_entries,
             read_states: std::mem::take(&mut r.read_states),
             failed_reads: std::mem::take(&mut r.failed_reads),
         }
     }
 
-    /// Acknowledges that ready `number` (and every earlier one) is durable.
-    pub fn on_persisted(&mut self, number: u64) -> Result<()> {
+    /// Acknowledges that ready `number` (and every earlier one) is durable. Returns the
+    /// answers that waited for it (append acknowledgements, votes): send them now. Answers
+    /// made stale meanwhile (their entries were replaced by a later ready) are not returned,
+    /// so a writer may make several readies durable in one batch.
+    pub fn on_persisted(&mut self, number: u64) -> Result<Vec<Message>> {
         if number >= self.next_number {
             return Err(Error::InvalidAck("ready number was never handed out"));
         }
+        self.drop_stale_answers();
+        let mut out = Vec::new();
         while self.in_flight.front().is_some_and(|f| f.number <= number) {
             // The loop condition just checked that a front element exists.
             let f = self.in_flight.pop_front().expect("front exists");
@@ -363,8 +350,9 @@ impl<S: Storage> RawNode<S> {
                 self.raft.log.snapshot_persisted(index);
             }
             self.raft.on_persisted(f.hard_state, f.last);
+            out.extend(f.answers);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The applied index at which a snapshot is due, if one is.

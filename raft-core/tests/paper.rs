@@ -6,7 +6,7 @@ mod support;
 use bytes::Bytes;
 use raft_core::{
     AppendEntries, Config, ConfigError, Entry, Error, LogIndex, MemStorage, Message, MessageBody,
-    NodeId, RawNode, RequestVote, Role, Term,
+    NodeId, RawNode, RequestVote, RequestVoteResponse, Role, Term,
 };
 use support::{Net, SimNode, config, ids, log_of, store_with};
 
@@ -35,8 +35,7 @@ fn drain(n: &mut RawNode<MemStorage>) -> Vec<Message> {
             n.store_mut().set_hard_state(hs);
         }
         out.extend(rd.messages);
-        out.extend(rd.persisted_messages);
-        n.on_persisted(rd.number).unwrap();
+        out.extend(n.on_persisted(rd.number).unwrap());
         if let Some(l) = rd.committed_entries.last() {
             n.on_applied(l.index).unwrap();
         }
@@ -218,21 +217,29 @@ fn vote_request(from: u64, term: u64, last_index: u64, last_term: u64) -> Messag
 
 fn granted(n: &mut RawNode<MemStorage>) -> Option<bool> {
     let rd = n.ready();
-    assert!(
-        rd.messages
-            .iter()
-            .all(|m| !matches!(m.body, MessageBody::RequestVoteResponse(_))),
-        "a vote answer must wait for the vote to be durable"
-    );
-    let answer = rd.persisted_messages.iter().find_map(|m| match &m.body {
-        MessageBody::RequestVoteResponse(v) => Some(v.granted),
-        _ => None,
-    });
+    // A vote granted now changes the hard state, so its answer waits for that write; a
+    // refusal, or a vote that is durable already (a retransmitted request), may go out at once.
+    let durable = n.store().hard_state();
+    for m in &rd.messages {
+        if let MessageBody::RequestVoteResponse(RequestVoteResponse { granted: true, .. }) = m.body
+        {
+            assert!(
+                durable.term == m.term && durable.vote == m.to,
+                "a vote answer must wait for the vote to be durable"
+            );
+        }
+    }
     if let Some(hs) = rd.hard_state {
         n.store_mut().set_hard_state(hs);
     }
-    n.on_persisted(rd.number).unwrap();
-    answer
+    let answers = n.on_persisted(rd.number).unwrap();
+    rd.messages
+        .iter()
+        .chain(&answers)
+        .find_map(|m| match &m.body {
+            MessageBody::RequestVoteResponse(v) => Some(v.granted),
+            _ => None,
+        })
 }
 
 /// §5.2: one vote per term, first come first served; the vote is durable before the answer.
@@ -500,21 +507,20 @@ fn repeated_ack_waits_for_the_write_in_flight() {
     let app = append(2, 1, (0, 0), log_of(&[1, 1]), 0);
     n.step(app.clone()).unwrap();
     let first = n.ready();
-    assert!(first.must_persist() && first.persisted_messages.len() == 1);
+    assert!(first.must_persist());
     n.step(app).unwrap();
     let second = n.ready();
     assert!(!second.must_persist());
-    assert!(second.persisted_messages.is_empty() && second.messages.is_empty());
+    assert!(
+        second.messages.is_empty(),
+        "the repeated ack must not go out early"
+    );
     n.store_mut().append(&first.entries).unwrap();
     n.store_mut().set_hard_state(first.hard_state.unwrap());
-    n.on_persisted(second.number).unwrap();
-    assert!(n.has_ready());
-    let third = n.ready();
-    assert_eq!(
-        third.persisted_messages.len(),
-        1,
-        "the held ack is released"
-    );
+    // Acknowledging the first write releases both acks (the second repeats the first).
+    let answers = n.on_persisted(first.number).unwrap();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(n.on_persisted(second.number).unwrap().is_empty());
 }
 
 /// Found by the simulation (5 nodes, seed 9647): an acknowledgement held back until an
@@ -560,31 +566,25 @@ fn held_acks_of_replaced_entries_are_dropped() {
     // Leader 1 (term 1) sends 1..=3; the write is in flight.
     n.step(append(1, 1, (0, 0), ents(1, 3, 1))).unwrap();
     let a = n.ready();
-    assert_eq!(acks(&a.persisted_messages), vec![(1, 3)]);
     // A duplicate arrives: its answer waits for write A.
     n.step(append(1, 1, (0, 0), ents(1, 3, 1))).unwrap();
     let b = n.ready();
-    assert!(b.persisted_messages.is_empty());
+    assert!(acks(&b.messages).is_empty());
     // Leader 3 of term 2 replaces index 2 on.
     n.step(append(3, 2, (1, 1), ents(2, 2, 2))).unwrap();
     let c = n.ready();
-    assert_eq!(acks(&c.persisted_messages), vec![(2, 2)]);
-    // Write A becomes durable, then write C: the held "term 1, index 3" must never go out.
+    // Writes A and C become durable together (one batch): the "term 1, index 3" answers
+    // must not go out, the "term 2, index 2" one must.
     n.store_mut().append(&a.entries).unwrap();
-    n.on_persisted(a.number).unwrap();
     n.store_mut().append(&c.entries).unwrap();
     if let Some(hs) = c.hard_state {
         n.store_mut().set_hard_state(hs);
     }
-    n.on_persisted(c.number).unwrap();
+    let answers = n.on_persisted(c.number).unwrap();
+    assert_eq!(acks(&answers), vec![(2, 2)], "{answers:?}");
     while n.has_ready() {
         let rd = n.ready();
-        let stale: Vec<_> = acks(&rd.persisted_messages)
-            .into_iter()
-            .chain(acks(&rd.messages))
-            .filter(|&(term, index)| term == 1 && index >= 2)
-            .collect();
-        assert!(stale.is_empty(), "stale acknowledgement sent: {stale:?}");
+        assert!(acks(&rd.messages).iter().all(|&(term, _)| term == 2));
         n.on_persisted(rd.number).unwrap();
     }
 }

@@ -90,8 +90,7 @@ impl Cluster {
                     if let Some(hs) = rd.hard_state {
                         n.raw.store_mut().set_hard_state(hs);
                     }
-                    n.raw.on_persisted(rd.number).unwrap();
-                    out.extend(rd.persisted_messages);
+                    out.extend(n.raw.on_persisted(rd.number).unwrap());
                     if let Some(meta) = &rd.snapshot {
                         n.raw.on_applied(meta.index).unwrap();
                     }

@@ -16,7 +16,6 @@ pub struct Write {
     snapshot: Option<SnapshotMeta>,
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
-    persisted_messages: Vec<Message>,
 }
 
 /// Entries kept below a snapshot when compacting, for followers slightly behind.
@@ -171,15 +170,21 @@ impl SimNode {
                 checker.leader(st.term, self.id);
                 checker.leader_complete(self.id, st.term, &self.mirror);
             }
+            // Answers that promise durable state may go out at once only if that state is
+            // durable already (the store holds exactly what is durable).
             for m in &rd.messages {
-                if matches!(
-                    m.body,
-                    MessageBody::AppendEntriesResponse(_)
-                        | MessageBody::RequestVoteResponse(raft_core::RequestVoteResponse {
-                            pre_vote: false,
-                            ..
-                        })
-                ) {
+                let store = raw.store();
+                let early = match &m.body {
+                    MessageBody::AppendEntriesResponse(r) if r.reject.is_none() => {
+                        store.last_index().unwrap() < r.index
+                    }
+                    MessageBody::RequestVoteResponse(v) if v.granted && !v.pre_vote => {
+                        let hs = store.hard_state();
+                        hs.vote != m.to || hs.term != m.term
+                    }
+                    _ => false,
+                };
+                if early {
                     checker.violations.push(format!(
                         "node {} sends {} before persisting",
                         self.id,
@@ -227,7 +232,6 @@ impl SimNode {
                 snapshot: rd.snapshot,
                 entries: rd.entries,
                 hard_state: rd.hard_state,
-                persisted_messages: rd.persisted_messages,
             });
             // Monotonic while up.
             if st.term < self.seen_term || st.commit < self.seen_commit {
@@ -275,8 +279,10 @@ impl SimNode {
             store.set_hard_state(hs);
             self.durable_hs = hs;
         }
+        let answers = raw.on_persisted(w.number).unwrap();
+        let store = raw.store();
         // What the persisted messages promise must now be durable.
-        for m in &w.persisted_messages {
+        for m in &answers {
             match &m.body {
                 MessageBody::RequestVoteResponse(v) if v.granted && !v.pre_vote => {
                     let hs = store.hard_state();
@@ -303,8 +309,7 @@ impl SimNode {
                 _ => {}
             }
         }
-        out.extend(w.persisted_messages);
-        raw.on_persisted(w.number).unwrap();
+        out.extend(answers);
         if let Some(meta) = &w.snapshot {
             raw.on_applied(meta.index).unwrap();
         }
