@@ -253,8 +253,10 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.clear();
         self.unstable_offset = index.next();
         self.handed_out = index.next();
+        // Only the committed prefix is known to survive: the rest of the old log may differ
+        // from the snapshot, and the snapshot itself is durable only once persisted.
+        self.durable = self.durable.min(self.committed);
         self.committed = index;
-        self.durable = self.durable.min(index);
         self.applying = index;
         self.snapshot = Some(meta.clone());
         self.pending_snapshot = Some((meta, false));

@@ -41,7 +41,9 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// A snapshot from the leader to install before anything else in this ready: its data
     /// replaces the state machine (applied through `snapshot.index`) and the log restarts
-    /// after it. Acknowledge it with [`RawNode::on_persisted`] and, once the state machine
+    /// after it. Install it into the state machine only after every `committed_entries` of
+    /// earlier readies is applied (or dropped): applying them afterwards would move the
+    /// state back. Acknowledge it with [`RawNode::on_persisted`] and, once the state machine
     /// runs on it, [`RawNode::on_applied`]`(snapshot.index)`.
     pub snapshot: Option<SnapshotMeta>,
     /// Entries to persist.
@@ -333,7 +335,8 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
-    /// Acknowledges that ready `number` (and every earlier one) is durable. Returns the
+    /// Acknowledges that ready `number` and every earlier one are durable — also for a ready
+    /// with nothing to write: acknowledge it only once every earlier write is. Returns the
     /// answers that waited for it (append acknowledgements, votes): send them now. Answers
     /// made stale meanwhile (their entries were replaced by a later ready) are not returned,
     /// so a writer may make several readies durable in one batch.
@@ -379,11 +382,13 @@ impl<S: Storage> RawNode<S> {
         Ok(())
     }
 
-    /// The caller's transfer of a snapshot to `peer` finished (`ok`) or failed. After a
-    /// failure the leader probes the peer again, and sends the snapshot again if needed.
-    pub fn report_snapshot(&mut self, peer: NodeId, ok: bool) {
+    /// The caller's transfer of the snapshot at `index` to `peer` finished (`ok`) or failed.
+    /// After a failure the leader probes the peer again, and sends the snapshot again if
+    /// needed. The caller must report every transfer it starts: until then the leader sends
+    /// that peer nothing else.
+    pub fn report_snapshot(&mut self, peer: NodeId, index: LogIndex, ok: bool) {
         if self.raft.role == Role::Leader {
-            self.raft.report_snapshot(peer, ok);
+            self.raft.report_snapshot(peer, index, ok);
         }
     }
 

@@ -14,7 +14,7 @@ use crate::progress::ProgressState;
 use crate::quorum::JointConfig;
 use crate::raft::Raft;
 use crate::storage::Storage;
-use crate::types::{NodeId, SnapshotMeta};
+use crate::types::{LogIndex, NodeId, SnapshotMeta};
 
 impl<S: Storage> Raft<S> {
     /// Leader: `to` needs entries we no longer have. Returns false when there is no snapshot
@@ -24,6 +24,13 @@ impl<S: Storage> Raft<S> {
             warn!(node = %self.id, peer = %to, "follower needs compacted entries but there is no snapshot");
             return false;
         };
+        if meta.index < self.log.first_index().prev() {
+            // Storage compacted past its newest snapshot: nothing can bring the peer back.
+            warn!(node = %self.id, peer = %to, snapshot = %meta.index,
+                  first_index = %self.log.first_index(),
+                  "the newest snapshot is older than the compacted log");
+            return false;
+        }
         let Some(pr) = self.progress.get_mut(&to) else {
             return false;
         };
@@ -36,18 +43,22 @@ impl<S: Storage> Raft<S> {
 
     /// Leader: the caller's transfer of the snapshot to `to` ended. On failure the follower
     /// is probed again (and gets the snapshot again if it still needs it).
-    pub(crate) fn report_snapshot(&mut self, to: NodeId, ok: bool) {
+    pub(crate) fn report_snapshot(&mut self, to: NodeId, index: LogIndex, ok: bool) {
         let Some(pr) = self.progress.get_mut(&to) else {
             return;
         };
-        if pr.state != ProgressState::Snapshot {
+        // A late report of an earlier transfer must not end the current one.
+        if pr.state != ProgressState::Snapshot || pr.pending_snapshot != index {
             return;
         }
         let pending = pr.pending_snapshot;
         pr.become_probe();
         if ok {
-            // Its answer to the InstallSnapshot message moves it on; probe from there.
+            // Its answer to the InstallSnapshot message moves it on: wait for it (or for the
+            // next heartbeat answer) rather than probe now, which could overtake the message
+            // and be rejected, sending the whole snapshot again.
             pr.next = pr.next.max(pending.next());
+            pr.probe_sent = true;
         } else {
             warn!(node = %self.id, peer = %to, index = %pending, "snapshot transfer failed");
         }

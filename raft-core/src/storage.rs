@@ -149,7 +149,11 @@ impl MemStorage {
 
     /// Installs a snapshot received from the leader (a [`crate::Ready::snapshot`]): the log
     /// restarts after it, keeping a suffix only if it holds the snapshot's last entry (§7).
+    /// A snapshot at or below the compaction point is ignored.
     pub fn apply_snapshot(&mut self, meta: SnapshotMeta) {
+        if meta.index <= self.compacted.0 {
+            return;
+        }
         let keep_suffix = self.term(meta.index).is_ok_and(|t| t == meta.term);
         if keep_suffix {
             let n = (meta.index.get() - self.compacted.0.get()) as usize;

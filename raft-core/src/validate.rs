@@ -61,6 +61,9 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
             if s.meta.index.get() == 0 || s.meta.term == Term(0) {
                 return bad("snapshot at index or term 0");
             }
+            if s.meta.index.get() == u64::MAX {
+                return bad("snapshot index overflows the log");
+            }
             if s.meta.term > m.term {
                 return bad("snapshot term above the message term");
             }

@@ -119,13 +119,14 @@ impl Sim {
 
     /// The caller's side of a snapshot transfer: it reports how the transfer ended.
     fn report_snapshot(&mut self, m: &Message, ok: bool) {
-        if ok && matches!(m.body, MessageBody::InstallSnapshot(_)) {
+        let MessageBody::InstallSnapshot(s) = &m.body else {
+            return;
+        };
+        if ok {
             SNAPSHOTS_DELIVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if matches!(m.body, MessageBody::InstallSnapshot(_))
-            && let Some(raw) = self.nodes.get_mut(&m.from).and_then(|n| n.raw.as_mut())
-        {
-            raw.report_snapshot(m.to, ok);
+        if let Some(raw) = self.nodes.get_mut(&m.from).and_then(|n| n.raw.as_mut()) {
+            raw.report_snapshot(m.to, s.meta.index, ok);
         }
     }
 

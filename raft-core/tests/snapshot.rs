@@ -234,7 +234,8 @@ fn a_failed_transfer_is_retried() {
         "one snapshot sent, and no resend while in flight"
     );
     assert_eq!(c.peer_state(1, 3), ProgressState::Snapshot);
-    c.node(1).raw.report_snapshot(NodeId(3), false);
+    let index = c.node(1).raw.status().snapshot_index;
+    c.node(1).raw.report_snapshot(NodeId(3), index, false);
     assert_eq!(c.peer_state(1, 3), ProgressState::Probe);
     // The next rounds send it again, and this time it arrives.
     c.fail_transfers = false;

@@ -196,11 +196,11 @@ impl Net {
                 describe(&m)
             ));
         }
-        if matches!(m.body, MessageBody::InstallSnapshot(_))
+        if let MessageBody::InstallSnapshot(s) = &m.body
             && let Some(raw) = self.nodes.get_mut(&m.from).and_then(|n| n.raw.as_mut())
         {
             // The caller reports how the snapshot transfer ended.
-            raw.report_snapshot(m.to, !dropped);
+            raw.report_snapshot(m.to, s.meta.index, !dropped);
         }
         if dropped {
             return true;
