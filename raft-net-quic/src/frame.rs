@@ -85,44 +85,20 @@ pub(crate) fn put_frame(buf: &mut BytesMut, payload: &[u8]) {
     buf.put_slice(payload);
 }
 
-/// Reads the next frame; `None` at a clean end of stream (between frames).
-pub(crate) async fn read_frame(
-    recv: &mut RecvStream,
-    max: usize,
-) -> Result<Option<Bytes>, FrameError> {
-    let mut len = [0u8; 4];
-    match recv.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
-        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let mut buf = vec![0u8; len];
-    match recv.read_exact(&mut buf).await {
-        Ok(()) => Ok(Some(buf.into())),
-        Err(ReadExactError::FinishedEarly(_)) => Err(FrameError::Truncated),
-        Err(ReadExactError::ReadError(e)) => Err(e.into()),
-    }
-}
-
 /// Reads frames from a stream through a buffer: one quinn read yields many small frames
 /// (reading each length and body separately costs two stream reads per message). Holds at
 /// most one frame plus one chunk.
-pub(crate) struct FrameReader {
-    recv: RecvStream,
+pub(crate) struct FrameReader<'a> {
+    recv: &'a mut RecvStream,
     buf: BytesMut,
     max: usize,
 }
 
-impl FrameReader {
-    pub(crate) fn new(recv: RecvStream, max: usize) -> FrameReader {
+impl<'a> FrameReader<'a> {
+    pub(crate) fn new(recv: &'a mut RecvStream, max: usize) -> FrameReader<'a> {
         FrameReader {
             recv,
-            buf: BytesMut::with_capacity(16 << 10),
+            buf: BytesMut::with_capacity(max.min(16 << 10)),
             max,
         }
     }

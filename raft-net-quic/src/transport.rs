@@ -3,7 +3,7 @@
 
 use crate::config::TransportConfig;
 use crate::error::{SendError, StartError, StreamError};
-use crate::frame::{TrafficClass, hello, parse_hello, put_frame, read_class, read_frame};
+use crate::frame::{FrameReader, TrafficClass, hello, parse_hello, put_frame, read_class};
 use crate::peer::{
     CLOSE_REFUSED, CLOSE_REMOVED, CLOSE_SHUTDOWN, Peer, PeerConn, STOP_BAD_CLASS, STOP_BAD_FRAME,
     class_of, install, put_class,
@@ -347,7 +347,7 @@ impl Transport {
             put_frame(&mut buf, &request);
             send.write_all(&buf).await.map_err(|e| io(&e))?;
             let _ = send.finish();
-            match read_frame(&mut recv, max).await {
+            match FrameReader::new(&mut recv, max).next().await {
                 Ok(Some(resp)) => Ok(resp),
                 Ok(None) => Err(StreamError::BadResponse {
                     peer: to,
@@ -454,7 +454,7 @@ pub(crate) async fn dial(
         put_frame(&mut buf, &hello(shared.id));
         send.write_all(&buf).await.map_err(|e| e.to_string())?;
         let _ = send.finish();
-        match read_frame(&mut recv, 64).await {
+        match FrameReader::new(&mut recv, 64).next().await {
             Ok(Some(ack)) if &ack[..] == HELLO_ACK => Ok(()),
             Ok(_) => Err("bad hello acknowledgement".to_string()),
             Err(e) => Err(match conn.close_reason() {
@@ -498,7 +498,8 @@ async fn handshake(shared: Arc<Shared>, incoming: quinn::Incoming) {
             Some(TrafficClass::Hello) => {}
             other => return Err(format!("expected a hello stream, got {other:?}")),
         }
-        let frame = read_frame(&mut recv, 64)
+        let frame = FrameReader::new(&mut recv, 64)
+            .next()
             .await
             .map_err(|e| e.to_string())?
             .ok_or("empty hello stream")?;
@@ -597,7 +598,7 @@ async fn read_messages(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvS
         TrafficClass::Control => &shared.inbound_control,
         _ => &shared.inbound_replication,
     };
-    let mut frames = crate::frame::FrameReader::new(recv, shared.cfg.max_frame_bytes);
+    let mut frames = FrameReader::new(&mut recv, shared.cfg.max_frame_bytes);
     loop {
         let frame = match frames.next().await {
             Ok(Some(f)) => f,
@@ -648,7 +649,10 @@ async fn serve_bi(
     let me = shared.id;
     match read_class(&mut recv).await {
         Ok(Some(TrafficClass::Forward)) => {
-            let body = match read_frame(&mut recv, shared.cfg.max_frame_bytes).await {
+            let body = match FrameReader::new(&mut recv, shared.cfg.max_frame_bytes)
+                .next()
+                .await
+            {
                 Ok(Some(b)) => b,
                 Ok(None) => return,
                 Err(e) => {
