@@ -1,6 +1,51 @@
-//! `raft-node`: composes `raft-core`, `raft-log`, `raft-net-quic` and `raft-snapshot` on tokio
-//! into a running node: one driver task owns the protocol state, a log-writer thread group
-//! commits appends, an apply task feeds a RocksDB key-value state machine, and clients speak
-//! the Redis protocol (RESP).
+//! `raft-node`: a replicated key-value server. It composes `raft-core` (the protocol),
+//! `raft-log` (the durable log), `raft-net-quic` (the peer transport) and `raft-snapshot`
+//! (snapshot streaming) on tokio, and speaks the Redis protocol (RESP2) to clients.
 //!
-//! Status: placeholder; the implementation lands with the node issue.
+//! The write path (see `ARCHITECTURE.md`): a client's write reaches any node; a follower
+//! forwards it to the leader over QUIC; the leader's **driver task** (the one owner of the
+//! protocol state) proposes it, sends AppendEntries at once and hands the entries to the
+//! **log writer thread** (group commit: one fsync for everything queued); once a quorum holds
+//! them durably they commit, and the **apply thread** writes them to the RocksDB state machine
+//! together with the applied index, then answers the client. Reads are linearizable by
+//! default (ReadIndex), served by the node that received them.
+//!
+//! ```no_run
+//! use raft_node::{Node, NodeConfig};
+//!
+//! # async fn run() -> Result<(), raft_node::NodeError> {
+//! let cfg = NodeConfig {
+//!     id: 1,
+//!     data_dir: "/var/lib/raft/1".into(),
+//!     peers: vec!["1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003".into()],
+//!     certs: "/etc/raft/certs".into(),
+//!     ..NodeConfig::default()
+//! };
+//! let node = Node::start(cfg).await?;
+//! println!("redis-cli -p {}", node.client_addr().port());
+//! node.shutdown(std::time::Duration::from_secs(5)).await
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod apply;
+mod client;
+pub mod command;
+mod commands;
+mod config;
+mod driver;
+mod error;
+mod handle;
+mod info;
+pub mod kv;
+pub mod metrics;
+mod node;
+pub mod resp;
+mod snapshot;
+
+pub use config::{NodeConfig, ReadMode, parse_peers};
+pub use driver::RoleInfo;
+pub use error::{NodeError, RequestError};
+pub use handle::NodeHandle;
+pub use node::Node;

@@ -1,14 +1,318 @@
-//! The `raft-node` binary. Its subcommands (`certs`, `run`, `dev`) arrive with the node issue.
+//! The `raft-node` binary: `certs` (cluster certificates), `run` (one node), `dev` (a local
+//! cluster of `run` children).
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use raft_core::NodeId;
+use raft_node::{Node, NodeConfig, NodeError, ReadMode};
+
+#[derive(Parser)]
+#[command(
+    name = "raft-node",
+    version,
+    about = "A replicated key-value server speaking the Redis protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a cluster CA and a certificate per node id (PEM) into a directory.
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Node ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u64>,
+        /// Replace an existing CA in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run one node.
+    Run(Box<RunArgs>),
+    /// Start a local cluster on 127.0.0.1 (Ctrl-C stops every node).
+    Dev {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Working directory for certificates, data and logs.
+        #[arg(long, default_value = "raft-dev")]
+        dir: PathBuf,
+    },
+}
+
+/// Flags of `run`; each overrides the same key of `--config`.
+#[derive(Args)]
+struct RunArgs {
+    /// TOML file with the same settings (keys as in `NodeConfig`) plus tunables.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Peer (QUIC) listen address.
+    #[arg(long)]
+    raft_addr: Option<SocketAddr>,
+    /// Client (RESP) listen address.
+    #[arg(long)]
+    client_addr: Option<SocketAddr>,
+    /// Prometheus endpoint address.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Every member: ID=HOST:PORT,... (this node included).
+    #[arg(long)]
+    peers: Option<String>,
+    /// Certificate directory (ca.crt, node-<id>.crt, node-<id>.key).
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// linearizable (default) or stale.
+    #[arg(long)]
+    read_mode: Option<ReadMode>,
+    /// Tick length in milliseconds.
+    #[arg(long)]
+    tick_ms: Option<u64>,
+    /// Election timeout in ticks.
+    #[arg(long)]
+    election_ticks: Option<u32>,
+    /// Snapshot after this many applied entries.
+    #[arg(long)]
+    snapshot_interval: Option<u64>,
+    /// Client request deadline in milliseconds.
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<NodeConfig, NodeError> {
+        let mut c = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        set!(
+            id,
+            data_dir,
+            raft_addr,
+            certs,
+            read_mode,
+            tick_ms,
+            election_ticks
+        );
+        set!(snapshot_interval, request_timeout_ms, client_addr);
+        if let Some(m) = self.metrics_addr {
+            c.metrics_addr = Some(m);
+        }
+        if let Some(p) = &self.peers {
+            c.peers = vec![p.clone()];
+        }
+        Ok(c)
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    eprintln!(
-        "raft-node {}: `{}` is not implemented yet — the server (certs, run, dev) lands with \
-         the raft-node issue. What works today is the protocol engine: run scripts/test.sh.",
-        env!("CARGO_PKG_VERSION"),
-        args.join(" ")
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.cmd {
+        Cmd::Certs { out, ids, force } => certs(&out, &ids, force),
+        Cmd::Run(args) => runtime().and_then(|rt| rt.block_on(run(&args))),
+        Cmd::Dev { nodes, dir } => runtime().and_then(|rt| rt.block_on(dev(nodes, &dir))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raft-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, NodeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(NodeError::io_fn("starting the runtime"))
+}
+
+fn certs(out: &Path, ids: &[u64], force: bool) -> Result<(), NodeError> {
+    if ids.contains(&0) {
+        return Err(NodeError::Config("node id 0 is reserved".into()));
+    }
+    if out.join("ca.key").exists() && !force {
+        return Err(NodeError::Config(format!(
+            "{} already holds a cluster CA; pass --force to replace it (every node then needs new certificates)",
+            out.display()
+        )));
+    }
+    let ids: Vec<NodeId> = ids.iter().map(|&i| NodeId(i)).collect();
+    raft_net_quic::certs::write_cluster_certs(out, &ids)
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    println!(
+        "wrote ca.crt, ca.key and {} node certificates to {}",
+        ids.len(),
+        out.display()
     );
-    ExitCode::from(2)
+    Ok(())
+}
+
+async fn run(args: &RunArgs) -> Result<(), NodeError> {
+    let cfg = args.config()?;
+    let prometheus = raft_node::metrics::install().map_err(NodeError::Config)?;
+    let metrics = match cfg.metrics_addr {
+        Some(addr) => {
+            let l = raft_node::metrics::bind(addr)
+                .await
+                .map_err(NodeError::io_fn(format!("listening on {addr}")))?;
+            Some(tokio::spawn(raft_node::metrics::serve(l, prometheus)))
+        }
+        None => None,
+    };
+    let mut node = Node::start(cfg).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(NodeError::io_fn("installing the SIGTERM handler"))?;
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        e = node.wait_failed() => Some(e),
+    };
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopping: finishing in-flight requests");
+            node.shutdown(Duration::from_secs(5)).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// A free 127.0.0.1 port for TCP (client, metrics) or UDP (QUIC).
+fn free_port(udp: bool) -> Result<u16, NodeError> {
+    let port = if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr())
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr())
+    };
+    port.map(|a| a.port())
+        .map_err(NodeError::io_fn("choosing a free port"))
+}
+
+async fn dev(nodes: u64, dir: &Path) -> Result<(), NodeError> {
+    if nodes == 0 {
+        return Err(NodeError::Config("--nodes must be at least 1".into()));
+    }
+    let certs_dir = dir.join("certs");
+    let ids: Vec<u64> = (1..=nodes).collect();
+    if !certs_dir.join("ca.crt").exists()
+        || ids
+            .iter()
+            .any(|i| !certs_dir.join(format!("node-{i}.crt")).exists())
+    {
+        certs(&certs_dir, &ids, true)?;
+    }
+    let mut addrs = Vec::new();
+    for _ in &ids {
+        addrs.push((free_port(true)?, free_port(false)?, free_port(false)?));
+    }
+    let peers = ids
+        .iter()
+        .zip(&addrs)
+        .map(|(i, (r, _, _))| format!("{i}=127.0.0.1:{r}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let exe = std::env::current_exe().map_err(NodeError::io_fn("finding this executable"))?;
+    let mut children = Vec::new();
+    for (i, (raft, client, metrics)) in ids.iter().zip(&addrs) {
+        let data = dir.join(format!("node-{i}"));
+        std::fs::create_dir_all(&data).map_err(NodeError::io_fn("creating the data dir"))?;
+        let log_path = dir.join(format!("node-{i}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(NodeError::io_fn(format!("opening {}", log_path.display())))?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("run")
+            .args(["--id", &i.to_string()])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--raft-addr", &format!("127.0.0.1:{raft}")])
+            .args(["--client-addr", &format!("127.0.0.1:{client}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--peers", &peers])
+            .arg("--certs")
+            .arg(&certs_dir)
+            .stdout(log.try_clone().map_err(NodeError::io_fn("log file"))?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(NodeError::io_fn("starting a node"))?;
+        println!(
+            "node {i}: client 127.0.0.1:{client}  metrics http://127.0.0.1:{metrics}/metrics  log {}",
+            log_path.display()
+        );
+        children.push((*i, child));
+    }
+    let first = addrs[0].1;
+    println!("try:  redis-cli -p {first} set hello world && redis-cli -p {first} get hello");
+    println!("Ctrl-C stops every node.");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(NodeError::io_fn("installing the SIGTERM handler"))?;
+    let mut waits: futures_util::stream::FuturesUnordered<_> = children
+        .iter_mut()
+        .map(|(i, c)| {
+            let i = *i;
+            async move { (i, c.wait().await) }
+        })
+        .collect();
+    loop {
+        use futures_util::StreamExt;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            Some((i, status)) = waits.next() => {
+                println!("node {i} exited ({status:?}); the others keep running (Ctrl-C stops them)");
+            }
+        }
+    }
+    drop(waits);
+    println!("stopping every node");
+    for (_, c) in &children {
+        if let Some(pid) = c.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+    for (i, c) in &mut children {
+        match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("node {i} did not stop in 10 s; killing it");
+                let _ = c.kill().await;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,340 @@
+//! The client commands: arity checks, argument parsing, and execution against the node,
+//! with Redis's reply types and error texts.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use raft_core::Role;
+
+use crate::command::{Command, Outcome, SetCond};
+use crate::error::RequestError;
+use crate::handle::NodeHandle;
+use crate::kv::parse_i64;
+use crate::resp::Reply;
+
+/// Size limits checked per command (a violation is an error reply; the connection stays).
+#[derive(Clone, Copy, Debug)]
+pub struct CommandLimits {
+    /// Largest key.
+    pub max_key_bytes: usize,
+    /// Largest value.
+    pub max_value_bytes: usize,
+    /// Largest request, all arguments together.
+    pub max_request_bytes: usize,
+}
+
+/// What the connection does after the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Keep serving.
+    Continue,
+    /// Close (QUIT).
+    Close,
+}
+
+/// Arity in Redis's convention: `n` exactly n arguments (the name included), `-n` at least n.
+fn arity(name: &str) -> Option<i32> {
+    Some(match name {
+        "ping" => -1,
+        "echo" => 2,
+        "get" => 2,
+        "set" => -3,
+        "del" => -2,
+        "exists" => -2,
+        "append" => 3,
+        "incr" | "decr" => 2,
+        "incrby" | "decrby" => 3,
+        "mget" => -2,
+        "mset" => -3,
+        "dbsize" => 1,
+        "info" => -1,
+        "quit" => -1,
+        "select" => 2,
+        "command" | "config" | "client" | "hello" => -1,
+        "raft.info" => 1,
+        "raft.snapshot" => 1,
+        "raft.transfer" => 2,
+        _ => return None,
+    })
+}
+
+/// Runs one request (`args[0]` is the command name).
+pub async fn execute(
+    node: &NodeHandle,
+    limits: &CommandLimits,
+    args: Vec<Bytes>,
+) -> (Reply, After) {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let Some(arity) = arity(&name) else {
+        metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
+            .increment(1);
+        return (unknown_command(&args), After::Continue);
+    };
+    let n = args.len() as i32;
+    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+        count(&name, false);
+        return (
+            Reply::err(format!("wrong number of arguments for '{name}' command")),
+            After::Continue,
+        );
+    }
+    if let Some(e) = check_sizes(&name, &args, limits) {
+        count(&name, false);
+        return (e, After::Continue);
+    }
+    let reply = run(node, &name, &args[1..]).await;
+    count(&name, !matches!(reply, Reply::Error(_)));
+    let after = if name == "quit" {
+        After::Close
+    } else {
+        After::Continue
+    };
+    (reply, after)
+}
+
+fn count(name: &str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!("raft_client_commands_total", "cmd" => name.to_owned(), "result" => result)
+        .increment(1);
+}
+
+fn unknown_command(args: &[Bytes]) -> Reply {
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        trunc(&args[0])
+    );
+    for a in &args[1..] {
+        let _ = write!(text, "'{}' ", trunc(a));
+    }
+    Reply::Error(text)
+}
+
+fn trunc(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned()
+}
+
+fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Reply> {
+    let total: usize = args.iter().map(|a| a.len()).sum();
+    if total > limits.max_request_bytes {
+        return Some(Reply::err(format!(
+            "request too large ({total} bytes, limit {})",
+            limits.max_request_bytes
+        )));
+    }
+    // Keys are the arguments at these positions; the rest are values.
+    let is_key = |i: usize| match name {
+        "get" | "set" | "append" | "incr" | "decr" | "incrby" | "decrby" => i == 1,
+        "del" | "exists" | "mget" => i >= 1,
+        "mset" => i % 2 == 1,
+        _ => false,
+    };
+    let is_value = |i: usize| match name {
+        "set" | "append" => i == 2,
+        "mset" => i >= 2 && i % 2 == 0,
+        _ => false,
+    };
+    for (i, a) in args.iter().enumerate() {
+        if is_key(i) && a.len() > limits.max_key_bytes {
+            return Some(Reply::err(format!(
+                "key too large ({} bytes, limit {})",
+                a.len(),
+                limits.max_key_bytes
+            )));
+        }
+        if is_value(i) && a.len() > limits.max_value_bytes {
+            return Some(Reply::err(format!(
+                "value too large ({} bytes, limit {})",
+                a.len(),
+                limits.max_value_bytes
+            )));
+        }
+    }
+    None
+}
+
+async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
+    match name {
+        "ping" => match a {
+            [] => Reply::Simple("PONG".into()),
+            [msg] => Reply::Bulk(msg.clone()),
+            _ => Reply::err("wrong number of arguments for 'ping' command"),
+        },
+        "echo" => Reply::Bulk(a[0].clone()),
+        "quit" => Reply::ok(),
+        "select" => match &a[0][..] {
+            b"0" => Reply::ok(),
+            _ => Reply::err("DB index is out of range"),
+        },
+        // Clients probe these at connect; answer so they carry on.
+        "command" | "config" => Reply::Array(Vec::new()),
+        "client" => Reply::ok(),
+        "hello" => hello(node, a),
+        "get" => read(node, || get(node, &a[0])).await,
+        "mget" => {
+            read(node, || {
+                a.iter()
+                    .map(|k| get(node, k))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Reply::Array)
+            })
+            .await
+        }
+        "exists" => {
+            read(node, || {
+                let mut n = 0;
+                for k in a {
+                    if node.kv().get(k).map_err(storage_error)?.is_some() {
+                        n += 1;
+                    }
+                }
+                Ok(Reply::Integer(n))
+            })
+            .await
+        }
+        "dbsize" => read(node, || Ok(Reply::Integer(node.kv().len() as i64))).await,
+        "set" => {
+            let mut cond = SetCond::Always;
+            for opt in &a[2..] {
+                cond = match (opt.to_ascii_lowercase().as_slice(), cond) {
+                    (b"nx", SetCond::Always | SetCond::Nx) => SetCond::Nx,
+                    (b"xx", SetCond::Always | SetCond::Xx) => SetCond::Xx,
+                    _ => return Reply::err("syntax error"),
+                };
+            }
+            write(
+                node,
+                Command::Set {
+                    key: a[0].clone(),
+                    value: a[1].clone(),
+                    cond,
+                },
+            )
+            .await
+        }
+        "del" => write(node, Command::Del { keys: a.to_vec() }).await,
+        "append" => {
+            write(
+                node,
+                Command::Append {
+                    key: a[0].clone(),
+                    value: a[1].clone(),
+                },
+            )
+            .await
+        }
+        "incr" | "decr" | "incrby" | "decrby" => {
+            let delta = match name {
+                "incr" => 1,
+                "decr" => -1,
+                _ => match parse_i64(&a[1]) {
+                    Some(d) if name == "incrby" => d,
+                    Some(d) => match d.checked_neg() {
+                        Some(d) => d,
+                        None => return Reply::err("decrement would overflow"),
+                    },
+                    None => return Reply::err("value is not an integer or out of range"),
+                },
+            };
+            write(
+                node,
+                Command::IncrBy {
+                    key: a[0].clone(),
+                    delta,
+                },
+            )
+            .await
+        }
+        "mset" => {
+            if a.len() % 2 != 0 {
+                return Reply::err("wrong number of arguments for 'mset' command");
+            }
+            let pairs = a
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            write(node, Command::MSet { pairs }).await
+        }
+        "info" => match node.status().await {
+            Ok(st) => Reply::Bulk(crate::info::info(node, &st, a.first()).into()),
+            Err(e) => request_error(e),
+        },
+        "raft.info" => match node.status().await {
+            Ok(st) => Reply::Bulk(crate::info::raft_info(&st).into()),
+            Err(e) => request_error(e),
+        },
+        "raft.snapshot" => match node.snapshot().await {
+            Ok(index) => Reply::Integer(index.0 as i64),
+            Err(e) => Reply::err(format!("snapshot failed: {e}")),
+        },
+        "raft.transfer" => Reply::err(
+            "leadership transfer is not available yet (it comes with the membership issue)",
+        ),
+        _ => unknown_command(&[Bytes::copy_from_slice(name.as_bytes())]),
+    }
+}
+
+fn hello(node: &NodeHandle, a: &[Bytes]) -> Reply {
+    if let Some(v) = a.first() {
+        if &v[..] != b"2" {
+            return Reply::Error("NOPROTO sorry, this protocol version is not supported".into());
+        }
+    }
+    let role = match node.role().role {
+        Role::Leader => "master",
+        _ => "replica",
+    };
+    let s = |t: &str| Reply::Bulk(Bytes::copy_from_slice(t.as_bytes()));
+    Reply::Array(vec![
+        s("server"),
+        s("raft-node"),
+        s("version"),
+        s(env!("CARGO_PKG_VERSION")),
+        s("proto"),
+        Reply::Integer(2),
+        s("mode"),
+        s("standalone"),
+        s("role"),
+        s(role),
+        s("modules"),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+fn get(node: &NodeHandle, key: &[u8]) -> Result<Reply, Reply> {
+    Ok(match node.kv().get(key).map_err(storage_error)? {
+        Some(v) => Reply::Bulk(v),
+        None => Reply::Nil,
+    })
+}
+
+async fn read(node: &NodeHandle, f: impl FnOnce() -> Result<Reply, Reply>) -> Reply {
+    match node.read_barrier().await {
+        Ok(()) => f().unwrap_or_else(|e| e),
+        Err(e) => request_error(e),
+    }
+}
+
+async fn write(node: &NodeHandle, cmd: Command) -> Reply {
+    match node.write(&cmd).await {
+        Ok(Outcome::Ok) => Reply::ok(),
+        Ok(Outcome::Nil) => Reply::Nil,
+        Ok(Outcome::Integer(i)) => Reply::Integer(i),
+        Ok(Outcome::Error(e)) => Reply::Error(e),
+        Err(e) => request_error(e),
+    }
+}
+
+fn storage_error(e: crate::kv::KvError) -> Reply {
+    tracing::error!(error = %e, "read failed");
+    Reply::err(format!("storage error: {e}"))
+}
+
+/// The RESP error for a request the cluster could not serve.
+pub fn request_error(e: RequestError) -> Reply {
+    match e {
+        RequestError::NotLeader { .. } => {
+            Reply::Error("TRYAGAIN no leader is known; retry shortly".into())
+        }
+        other => Reply::Error(other.to_string()),
+    }
+}

@@ -1,0 +1,243 @@
+//! A node's settings: from a TOML file, overridden by command-line flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use raft_core::NodeId;
+use serde::Deserialize;
+
+use crate::error::NodeError;
+
+/// How reads are served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// ReadIndex (§6.4): one heartbeat round confirms leadership, then the read is served
+    /// once this node has applied up to the read index. Linearizable.
+    #[default]
+    Linearizable,
+    /// Served from this node's state as it is: fast, possibly stale, even on a leader that
+    /// was deposed without knowing it.
+    Stale,
+}
+
+impl FromStr for ReadMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linearizable" => Ok(ReadMode::Linearizable),
+            "stale" => Ok(ReadMode::Stale),
+            "lease" => Err(
+                "lease reads need CheckQuorum, which is not implemented yet; use \
+                 linearizable (default) or stale"
+                    .into(),
+            ),
+            other => Err(format!(
+                "unknown read mode {other:?} (linearizable or stale)"
+            )),
+        }
+    }
+}
+
+/// Everything a node needs to run. [`NodeConfig::default`] holds the documented defaults;
+/// `id`, `data_dir`, `peers` and `certs` must be set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id (non-zero).
+    pub id: u64,
+    /// Where the log, the state machine and the snapshots live.
+    pub data_dir: PathBuf,
+    /// The peer (QUIC) address to listen on.
+    pub raft_addr: SocketAddr,
+    /// The client (RESP) address to listen on.
+    pub client_addr: SocketAddr,
+    /// The Prometheus endpoint (`/metrics`); none by default.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Every member of a new cluster, `ID=HOST:PORT`, this node included. A node restarted
+    /// on an existing data dir keeps its stored membership and uses this only for addresses.
+    pub peers: Vec<String>,
+    /// Directory with `ca.crt` and `node-<id>.crt` / `node-<id>.key`.
+    pub certs: PathBuf,
+    /// How reads are served (default linearizable).
+    pub read_mode: ReadMode,
+    /// Length of one tick in milliseconds (default 50).
+    pub tick_ms: u64,
+    /// Election timeout in ticks: a follower waits `[T, 2T)` (default 10, so 0.5–1 s).
+    pub election_ticks: u32,
+    /// Heartbeat interval in ticks (default 2, so 100 ms).
+    pub heartbeat_ticks: u32,
+    /// Take a snapshot after this many applied entries (default 10,000).
+    pub snapshot_interval: u64,
+    /// Log entries kept below a snapshot for slow followers (default 1,024).
+    pub keep_trailing: u64,
+    /// A client request without an answer after this long gets `-TRYAGAIN` (default 5,000).
+    pub request_timeout_ms: u64,
+    /// Largest key in bytes (default 64 KiB).
+    pub max_key_bytes: usize,
+    /// Largest value in bytes (default 4 MiB).
+    pub max_value_bytes: usize,
+    /// Largest request (all arguments together) in bytes (default 8 MiB). A single RESP
+    /// bulk string declared larger than this closes the connection, as Redis does.
+    pub max_request_bytes: usize,
+    /// Most client connections at once (default 10,000); more are refused with an error.
+    pub max_clients: usize,
+    /// Sync the log on every write (default true). False breaks Raft's safety on a machine
+    /// crash: for benchmarks only.
+    pub sync: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 0,
+            data_dir: PathBuf::new(),
+            raft_addr: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 6379)),
+            metrics_addr: None,
+            peers: Vec::new(),
+            certs: PathBuf::new(),
+            read_mode: ReadMode::Linearizable,
+            tick_ms: 50,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_interval: 10_000,
+            keep_trailing: 1024,
+            request_timeout_ms: 5000,
+            max_key_bytes: 64 << 10,
+            max_value_bytes: 4 << 20,
+            max_request_bytes: 8 << 20,
+            max_clients: 10_000,
+            sync: true,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file (its keys are the field names).
+    pub fn from_file(path: &std::path::Path) -> Result<NodeConfig, NodeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(NodeError::io_fn(format!("reading {}", path.display())))?;
+        toml::from_str(&text).map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The peers as a map, checked.
+    pub fn peer_map(&self) -> Result<BTreeMap<NodeId, SocketAddr>, NodeError> {
+        parse_peers(&self.peers)
+    }
+
+    /// Checks the settings that cannot work.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let bad = |s: &str| Err(NodeError::Config(s.into()));
+        if self.id == 0 {
+            return bad("--id must be a non-zero node id");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("--data-dir is required");
+        }
+        if self.certs.as_os_str().is_empty() {
+            return bad("--certs is required");
+        }
+        let peers = self.peer_map()?;
+        if !peers.is_empty() && !peers.contains_key(&NodeId(self.id)) {
+            return Err(NodeError::Config(format!(
+                "--peers does not list this node ({})",
+                self.id
+            )));
+        }
+        if self.tick_ms == 0 || self.request_timeout_ms == 0 {
+            return bad("tick_ms and request_timeout_ms must be positive");
+        }
+        if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
+            return bad("size limits must be positive");
+        }
+        if self.max_request_bytes < self.max_value_bytes {
+            return bad("max_request_bytes must be at least max_value_bytes");
+        }
+        Ok(())
+    }
+
+    /// One tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+
+    /// The client request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Parses `1=127.0.0.1:7001,2=...` items (already split on commas).
+pub fn parse_peers(items: &[String]) -> Result<BTreeMap<NodeId, SocketAddr>, NodeError> {
+    let mut out = BTreeMap::new();
+    for item in items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| NodeError::Config(format!("peer {item:?} is not ID=HOST:PORT")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| NodeError::Config(format!("peer id {id:?} is not a number")))?;
+        if id == 0 {
+            return Err(NodeError::Config("peer id 0 is reserved".into()));
+        }
+        let addr = resolve(addr.trim())?;
+        if out.insert(NodeId(id), addr).is_some() {
+            return Err(NodeError::Config(format!("peer {id} is listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, NodeError> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| NodeError::Config(format!("cannot resolve address {addr:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_refuse_mistakes() {
+        let p = parse_peers(&["1=127.0.0.1:7001,2=127.0.0.1:7002".into()]).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[&NodeId(2)], "127.0.0.1:7002".parse().unwrap());
+        for bad in [
+            "1",
+            "x=127.0.0.1:1",
+            "0=127.0.0.1:1",
+            "1=a:b:c",
+            "1=127.0.0.1:1,1=127.0.0.1:2",
+        ] {
+            assert!(parse_peers(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toml_file_sets_fields_and_refuses_unknown_keys() {
+        let cfg: NodeConfig = toml::from_str(
+            "id = 2\ndata_dir = \"/tmp/x\"\npeers = [\"1=127.0.0.1:1\", \"2=127.0.0.1:2\"]\n\
+             certs = \"/c\"\nread_mode = \"stale\"\ntick_ms = 20\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.id, 2);
+        assert_eq!(cfg.read_mode, ReadMode::Stale);
+        assert_eq!(cfg.tick_ms, 20);
+        assert_eq!(cfg.election_ticks, 10);
+        cfg.validate().unwrap();
+        assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+        assert!("lease".parse::<ReadMode>().is_err());
+    }
+}

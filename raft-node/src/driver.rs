@@ -1,0 +1,444 @@
+//! The driver task: the one owner of the protocol state.
+//!
+//! It feeds `raft-core` its inputs (ticks, peer messages, proposals, read requests) and
+//! carries out each `Ready`: messages to the transport, writes to the log writer thread
+//! (group commit), committed entries to the apply thread. Everything slow runs beside it and
+//! reports back as an [`Event`], so a tick or a heartbeat never waits for a disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raft_core::{
+    LogIndex, Message, MessageBody, NodeId, RawNode, Ready, Role, SnapshotMeta, Status, Storage,
+};
+use raft_log::{LogStore, LogWrite};
+use raft_net_quic::{Messages, SendError, Transport};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::apply::{ApplyInput, Waiter};
+use crate::command::Outcome;
+use crate::error::{NodeError, RequestError};
+use crate::snapshot::Snapshots;
+
+/// A request from a client task.
+pub(crate) enum Input {
+    Propose {
+        data: Bytes,
+        reply: oneshot::Sender<Result<Outcome, RequestError>>,
+        proposed: Instant,
+    },
+    Read {
+        reply: oneshot::Sender<Result<LogIndex, RequestError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Result<LogIndex, String>>,
+    },
+}
+
+/// A report from a thread or task working beside the driver.
+pub(crate) enum Event {
+    Persisted {
+        number: u64,
+        result: Result<(), raft_log::LogError>,
+    },
+    Applied(LogIndex),
+    SnapshotTaken(Result<Option<SnapshotMeta>, String>),
+    SnapshotRecorded(Result<SnapshotMeta, String>),
+    SnapshotSent {
+        peer: NodeId,
+        index: LogIndex,
+        ok: bool,
+    },
+    Fatal(String),
+}
+
+/// What client tasks see of the node's role, updated on every change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// The leader it knows, or none.
+    pub leader: NodeId,
+}
+
+pub(crate) struct Driver {
+    pub(crate) raw: RawNode<LogStore>,
+    pub(crate) log: LogStore,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) snapshots: Snapshots,
+    pub(crate) apply: mpsc::UnboundedSender<ApplyInput>,
+    pub(crate) events_tx: mpsc::UnboundedSender<Event>,
+    pub(crate) events: mpsc::UnboundedReceiver<Event>,
+    pub(crate) inputs: mpsc::Receiver<Input>,
+    pub(crate) messages: Messages,
+    pub(crate) role: watch::Sender<RoleInfo>,
+    pub(crate) tick: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) reads: HashMap<u64, (Instant, oneshot::Sender<Result<LogIndex, RequestError>>)>,
+    pub(crate) next_read: u64,
+    /// A snapshot is being taken (at most one at a time).
+    pub(crate) snapshotting: bool,
+    /// Taken but not yet applied as far as the core knows (the apply thread's report may
+    /// come after the snapshot thread's).
+    pub(crate) snapshot_taken: Option<SnapshotMeta>,
+    pub(crate) snapshot_waiters: Vec<oneshot::Sender<Result<LogIndex, String>>>,
+    pub(crate) sending: HashSet<NodeId>,
+}
+
+impl Driver {
+    /// Runs until shutdown or a fatal failure.
+    pub(crate) async fn run(mut self) -> Result<(), NodeError> {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.publish_role();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => return Ok(()),
+                Some(ev) = self.events.recv() => {
+                    self.on_event(ev)?;
+                    while let Ok(ev) = self.events.try_recv() {
+                        self.on_event(ev)?;
+                    }
+                }
+                Some(m) = self.messages.recv() => {
+                    self.step(m);
+                    // Drain what else arrived: one ready for the lot.
+                    for _ in 0..256 {
+                        match self.messages.try_recv() {
+                            Some(m) => self.step(m),
+                            None => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => self.on_tick(),
+                Some(input) = self.inputs.recv() => {
+                    let mut proposals = Vec::new();
+                    self.on_input(input, &mut proposals);
+                    for _ in 0..4096 {
+                        match self.inputs.try_recv() {
+                            Ok(i) => self.on_input(i, &mut proposals),
+                            Err(_) => break,
+                        }
+                    }
+                    self.propose(proposals);
+                }
+            }
+            while self.raw.has_ready() {
+                let rd = self.raw.ready();
+                self.handle_ready(rd).await?;
+            }
+        }
+    }
+
+    fn step(&mut self, m: Message) {
+        if let MessageBody::InstallSnapshot(s) = &m.body {
+            // The leader sends this message only after the snapshot's files were streamed to
+            // us and installed in the snapshot store; without them it cannot be acted on.
+            if !self.snapshots.has(s.meta.index, s.meta.term) {
+                tracing::warn!(from = %m.from, index = %s.meta.index, "InstallSnapshot without its files; dropped");
+                return;
+            }
+        }
+        let from = m.from;
+        if let Err(e) = self.raw.step(m) {
+            tracing::debug!(from = %from, error = %e, "message refused");
+            metrics::counter!("raft_messages_refused_total").increment(1);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        let now = Instant::now();
+        let timeout = self.request_timeout;
+        self.reads
+            .retain(|_, (asked, _)| now.duration_since(*asked) < timeout);
+        crate::metrics::record_status(&self.raw.status());
+    }
+
+    fn on_input(&mut self, input: Input, proposals: &mut Vec<(Bytes, Waiter)>) {
+        match input {
+            Input::Propose {
+                data,
+                reply,
+                proposed,
+            } => proposals.push((
+                data,
+                Waiter {
+                    term: Default::default(),
+                    reply,
+                    proposed,
+                },
+            )),
+            Input::Read { reply } => {
+                let id = self.next_read;
+                self.next_read += 1;
+                match self
+                    .raw
+                    .read_index(Bytes::copy_from_slice(&id.to_be_bytes()))
+                {
+                    Ok(()) => {
+                        self.reads.insert(id, (Instant::now(), reply));
+                    }
+                    Err(raft_core::Error::NotLeader { leader }) => {
+                        let _ = reply.send(Err(RequestError::NotLeader { leader }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "read index refused");
+                        let _ = reply.send(Err(RequestError::Dropped));
+                    }
+                }
+            }
+            Input::Status { reply } => {
+                let _ = reply.send(self.raw.status());
+            }
+            Input::Snapshot { reply } => {
+                self.snapshot_waiters.push(reply);
+                self.start_snapshot();
+            }
+        }
+    }
+
+    /// Proposes a batch as consecutive entries and registers their waiters with the apply
+    /// thread, before any of them can be handed out to apply.
+    fn propose(&mut self, proposals: Vec<(Bytes, Waiter)>) {
+        if proposals.is_empty() {
+            return;
+        }
+        let n = proposals.len() as u64;
+        let (data, waiters): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
+        metrics::counter!("raft_proposals_total").increment(n);
+        match self.raw.propose_batch(data) {
+            Ok((last, term)) => {
+                let first = last.get() + 1 - n;
+                for (i, mut w) in waiters.into_iter().enumerate() {
+                    w.term = term;
+                    let _ = self
+                        .apply
+                        .send(ApplyInput::Register(LogIndex(first + i as u64), w));
+                }
+            }
+            Err(e) => {
+                let err = match e {
+                    raft_core::Error::NotLeader { leader } => RequestError::NotLeader { leader },
+                    other => {
+                        tracing::warn!(error = %other, "proposal refused");
+                        RequestError::Dropped
+                    }
+                };
+                metrics::counter!("raft_proposals_refused_total").increment(n);
+                for w in waiters {
+                    let _ = w.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) -> Result<(), NodeError> {
+        match ev {
+            Event::Persisted { number, result } => {
+                if let Err(e) = result {
+                    return Err(NodeError::Fatal(format!("log write failed: {e}")));
+                }
+                for m in self.raw.on_persisted(number)? {
+                    self.send(m);
+                }
+            }
+            Event::Applied(index) => {
+                if let Err(e) = self.raw.on_applied(index) {
+                    tracing::debug!(index = %index, error = %e, "applied acknowledgement refused");
+                }
+                self.try_snapshot_taken();
+            }
+            Event::SnapshotTaken(Ok(Some(meta))) => {
+                self.snapshot_taken = Some(meta);
+                self.try_snapshot_taken();
+            }
+            Event::SnapshotTaken(Ok(None)) => {
+                self.snapshotting = false;
+                let applied = self.raw.status().applied;
+                for w in self.snapshot_waiters.drain(..) {
+                    let _ = w.send(Ok(applied));
+                }
+            }
+            Event::SnapshotTaken(Err(e)) | Event::SnapshotRecorded(Err(e)) => {
+                tracing::error!(error = %e, "snapshot failed");
+                metrics::counter!("raft_snapshots_total", "kind" => "taken", "outcome" => "error")
+                    .increment(1);
+                self.snapshotting = false;
+                for w in self.snapshot_waiters.drain(..) {
+                    let _ = w.send(Err(e.clone()));
+                }
+            }
+            Event::SnapshotRecorded(Ok(meta)) => {
+                self.snapshotting = false;
+                for w in self.snapshot_waiters.drain(..) {
+                    let _ = w.send(Ok(meta.index));
+                }
+            }
+            Event::SnapshotSent { peer, index, ok } => {
+                self.sending.remove(&peer);
+                self.raw.report_snapshot(peer, index, ok);
+            }
+            Event::Fatal(e) => return Err(NodeError::Fatal(e)),
+        }
+        Ok(())
+    }
+
+    /// Hands a taken snapshot to the core once the core knows its index is applied, then
+    /// records it in the log and compacts.
+    fn try_snapshot_taken(&mut self) {
+        let Some(meta) = self.snapshot_taken.take() else {
+            return;
+        };
+        if meta.index > self.raw.status().applied {
+            self.snapshot_taken = Some(meta);
+            return;
+        }
+        if let Err(e) = self.raw.on_snapshot_taken(meta.clone()) {
+            let _ = self
+                .events_tx
+                .send(Event::SnapshotRecorded(Err(e.to_string())));
+            return;
+        }
+        self.snapshots
+            .record_and_compact(self.log.clone(), meta, self.events_tx.clone());
+    }
+
+    fn start_snapshot(&mut self) {
+        if self.snapshotting {
+            return;
+        }
+        self.snapshotting = true;
+        let conf = match self.raw.store().initial_state() {
+            Ok(st) => st.conf_state,
+            Err(e) => {
+                let _ = self
+                    .events_tx
+                    .send(Event::SnapshotTaken(Err(e.to_string())));
+                return;
+            }
+        };
+        self.snapshots.take(conf, self.events_tx.clone());
+    }
+
+    fn send(&mut self, m: Message) {
+        if let MessageBody::InstallSnapshot(s) = &m.body {
+            let peer = m.to;
+            if self.sending.insert(peer) {
+                let meta = s.meta.clone();
+                self.snapshots
+                    .send(self.transport.clone(), m, meta, self.events_tx.clone());
+            }
+            return;
+        }
+        let to = m.to;
+        match self.transport.send(m) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => {
+                metrics::counter!("raft_send_queue_full_total").increment(1);
+                self.raw.report_unreachable(to);
+            }
+            Err(e) => tracing::debug!(to = %to, error = %e, "message not sent"),
+        }
+    }
+
+    async fn handle_ready(&mut self, rd: Ready) -> Result<(), NodeError> {
+        if let Some(ss) = rd.soft_state {
+            let st = self.raw.status();
+            tracing::info!(node = %st.id, term = %st.term, role = ?ss.role, leader = %ss.leader, "role or leader changed");
+            self.publish_role();
+            if ss.role != Role::Leader {
+                self.sending.clear();
+            }
+        }
+        for m in rd.messages {
+            self.send(m);
+        }
+        if let Some(meta) = &rd.snapshot {
+            // The state machine takes the snapshot before the log restarts after it: the
+            // other order would leave, after a crash between the two, a log that starts past
+            // the state machine with nothing to fill the gap.
+            let dir = self
+                .snapshots
+                .dir_of(meta.index, meta.term)
+                .ok_or_else(|| {
+                    NodeError::Fatal(format!("snapshot {} is not in the store", meta.index))
+                })?;
+            let (done, wait) = oneshot::channel();
+            let _ = self.apply.send(ApplyInput::Install {
+                dir,
+                index: meta.index,
+                term: meta.term,
+                done,
+            });
+            match wait.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(NodeError::Kv(e)),
+                Err(_) => return Err(NodeError::Fatal("the apply thread stopped".into())),
+            }
+            tracing::info!(node = %self.raft_id(), index = %meta.index, term = %meta.term, "installed snapshot from the leader");
+            metrics::counter!("raft_snapshots_total", "kind" => "installed", "outcome" => "ok")
+                .increment(1);
+        }
+        let mut write = LogWrite::entries(rd.entries);
+        if let Some(hs) = rd.hard_state {
+            write = write.with_hard_state(hs);
+        }
+        if let Some(meta) = rd.snapshot {
+            write = write.with_restore(meta);
+        }
+        let number = rd.number;
+        let events = self.events_tx.clone();
+        // Empty writes go through the writer too: it completes them in order after every
+        // earlier write, which is when the core may release their answers.
+        self.log.submit(write, move |result| {
+            let _ = events.send(Event::Persisted {
+                number,
+                result: result.map(|_| ()),
+            });
+        });
+        if !rd.committed_entries.is_empty() {
+            let _ = self.apply.send(ApplyInput::Apply(rd.committed_entries));
+        }
+        for rs in rd.read_states {
+            if let Some((_, reply)) = self.reads.remove(&read_id(&rs.ctx)) {
+                let _ = reply.send(Ok(rs.index));
+            }
+        }
+        for ctx in rd.failed_reads {
+            if let Some((_, reply)) = self.reads.remove(&read_id(&ctx)) {
+                let _ = reply.send(Err(RequestError::Dropped));
+            }
+        }
+        if rd.snapshot_due.is_some() {
+            self.start_snapshot();
+        }
+        Ok(())
+    }
+
+    fn raft_id(&self) -> NodeId {
+        self.role.borrow().id
+    }
+
+    fn publish_role(&self) {
+        let st = self.raw.status();
+        self.role.send_replace(RoleInfo {
+            id: st.id,
+            role: st.role,
+            leader: st.leader,
+        });
+    }
+}
+
+fn read_id(ctx: &[u8]) -> u64 {
+    ctx.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,516 @@
+//! The key-value state machine on RocksDB.
+//!
+//! Column family `kv` holds the data; `kv_meta` holds the applied index and term, the key
+//! count and, while a snapshot is being installed, a marker. The applied index is written in
+//! the same `WriteBatch` as the data it covers, so after a crash the node replays exactly the
+//! entries after it.
+//!
+//! This is its own RocksDB instance beside the log's, not column families of the log's: the
+//! log syncs every write, and writes of the state machine need no sync (the log replays
+//! them), so sharing one WAL would make every log fsync also flush state-machine bytes. The
+//! one moment the state machine must be durable is before the log is compacted below its
+//! applied index: [`KvStore::sync`] does that.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use raft_core::{Entry, EntryKind, LogIndex, Term};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBWithThreadMode, IngestExternalFileOptions, IteratorMode,
+    MultiThreaded, Options, SstFileWriter, WriteBatch,
+};
+
+use crate::command::{Command, Outcome, SetCond};
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+const CF_KV: &str = "kv";
+const CF_META: &str = "kv_meta";
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_COUNT: &[u8] = b"keys";
+const KEY_INSTALLING: &[u8] = b"installing";
+/// The one file of a snapshot (absent when the state machine is empty: RocksDB cannot write
+/// an SST file without entries).
+pub const SNAPSHOT_FILE: &str = "kv.sst";
+
+/// A failure of the state machine's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// RocksDB failed.
+    #[error("state machine storage: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// Stored metadata does not decode.
+    #[error("state machine metadata is damaged: {0}")]
+    Corrupt(&'static str),
+}
+
+/// What [`KvStore::open`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last applied entry (0, 0 for a new store).
+    pub applied: (LogIndex, Term),
+    /// A snapshot install that a crash interrupted: redo it before anything else.
+    pub installing: Option<(LogIndex, Term)>,
+}
+
+/// The key-value state machine. Cheap to clone; reads may run on any thread while one
+/// thread applies.
+#[derive(Clone)]
+pub struct KvStore {
+    db: Arc<Db>,
+    keys: Arc<AtomicU64>,
+}
+
+impl KvStore {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<(KvStore, Recovered), KvError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_KV, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = Db::open_cf_descriptors(&opts, path, cfs)?;
+        let kv = KvStore {
+            db: Arc::new(db),
+            keys: Arc::new(AtomicU64::new(0)),
+        };
+        let applied = kv.applied()?;
+        let (installing, keys) = {
+            let meta = kv.cf(CF_META);
+            let installing = kv
+                .db
+                .get_cf(&meta, KEY_INSTALLING)?
+                .map(|v| decode_pair(&v))
+                .transpose()?;
+            let keys = match kv.db.get_cf(&meta, KEY_COUNT)? {
+                Some(v) => {
+                    u64::from_be_bytes(v.try_into().map_err(|_| KvError::Corrupt("key count"))?)
+                }
+                None => 0,
+            };
+            (installing, keys)
+        };
+        kv.keys.store(keys, Ordering::Relaxed);
+        Ok((
+            kv,
+            Recovered {
+                applied,
+                installing,
+            },
+        ))
+    }
+
+    fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
+        // Both column families are created at open and never dropped but by `install`,
+        // which recreates `kv` before returning.
+        self.db.cf_handle(name).expect("column family exists")
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        Ok(self
+            .db
+            .get_pinned_cf(&self.cf(CF_KV), key)?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// The last applied entry as stored.
+    pub fn applied(&self) -> Result<(LogIndex, Term), KvError> {
+        match self.db.get_cf(&self.cf(CF_META), KEY_APPLIED)? {
+            Some(v) => decode_pair(&v),
+            None => Ok((LogIndex(0), Term(0))),
+        }
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> u64 {
+        self.keys.load(Ordering::Relaxed)
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies committed entries in one `WriteBatch` together with the new applied index.
+    /// Returns the outcome of each entry that carried a command.
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<(LogIndex, Term, Outcome)>, KvError> {
+        let Some(last) = entries.last() else {
+            return Ok(Vec::new());
+        };
+        let kv = self.cf(CF_KV);
+        let mut batch = WriteBatch::default();
+        let mut tx = Tx {
+            store: self,
+            overlay: HashMap::new(),
+            keys: self.len(),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.kind == EntryKind::Noop || e.data.is_empty() {
+                continue;
+            }
+            let outcome = match Command::decode(&e.data) {
+                Ok(cmd) => tx.run(cmd)?,
+                Err(err) => {
+                    // Every node applies the same bytes, so every node answers the same.
+                    tracing::error!(index = %e.index, error = %err, "undecodable entry skipped");
+                    Outcome::Error(format!("ERR {err}"))
+                }
+            };
+            out.push((e.index, e.term, outcome));
+        }
+        for (k, v) in &tx.overlay {
+            match v {
+                Some(v) => batch.put_cf(&kv, k, v),
+                None => batch.delete_cf(&kv, k),
+            }
+        }
+        let meta = self.cf(CF_META);
+        batch.put_cf(&meta, KEY_APPLIED, encode_pair(last.index, last.term));
+        batch.put_cf(&meta, KEY_COUNT, tx.keys.to_be_bytes());
+        let keys = tx.keys;
+        self.db.write(batch)?;
+        self.keys.store(keys, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Makes every applied write durable (before the log is compacted below it).
+    pub fn sync(&self) -> Result<(), KvError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Writes the state at a consistent RocksDB snapshot into `dir` as one SST file and
+    /// returns the applied `(index, term)` it covers. The applied index is read through the
+    /// same snapshot as the data, so the two agree whatever the apply thread does meanwhile.
+    /// Blocking.
+    pub fn write_snapshot(&self, dir: &Path) -> Result<(LogIndex, Term, u64), KvError> {
+        let snap = self.db.snapshot();
+        let applied = match snap.get_cf(&self.cf(CF_META), KEY_APPLIED)? {
+            Some(v) => decode_pair(&v)?,
+            None => (LogIndex(0), Term(0)),
+        };
+        let opts = Options::default();
+        let mut writer = SstFileWriter::create(&opts);
+        let path = dir.join(SNAPSHOT_FILE);
+        let mut n = 0u64;
+        for item in snap.iterator_cf(&self.cf(CF_KV), IteratorMode::Start) {
+            let (k, v) = item?;
+            if n == 0 {
+                writer.open(&path)?;
+            }
+            writer.put(k, v)?;
+            n += 1;
+        }
+        if n > 0 {
+            writer.finish()?;
+        }
+        Ok((applied.0, applied.1, n))
+    }
+
+    /// Replaces the whole state with the snapshot in `dir` (as [`KvStore::write_snapshot`]
+    /// wrote it) covering `(index, term)`. A marker written first makes a crash midway
+    /// visible at the next open ([`Recovered::installing`]), where the install is redone.
+    pub fn install(&self, dir: &Path, index: LogIndex, term: Term) -> Result<(), KvError> {
+        let mut mark = WriteBatch::default();
+        mark.put_cf(&self.cf(CF_META), KEY_INSTALLING, encode_pair(index, term));
+        self.write_synced(mark)?;
+        self.db.drop_cf(CF_KV)?;
+        self.db.create_cf(CF_KV, &Options::default())?;
+        let file: PathBuf = dir.join(SNAPSHOT_FILE);
+        if file.exists() {
+            let mut ingest = IngestExternalFileOptions::default();
+            // Copy: the snapshot directory stays intact for followers and a redo.
+            ingest.set_move_files(false);
+            self.db
+                .ingest_external_file_cf_opts(&self.cf(CF_KV), &ingest, vec![file])?;
+        }
+        let keys = self
+            .db
+            .iterator_cf(&self.cf(CF_KV), IteratorMode::Start)
+            .try_fold(0u64, |n, item| item.map(|_| n + 1))?;
+        let meta = self.cf(CF_META);
+        let mut done = WriteBatch::default();
+        done.put_cf(&meta, KEY_APPLIED, encode_pair(index, term));
+        done.put_cf(&meta, KEY_COUNT, keys.to_be_bytes());
+        done.delete_cf(&meta, KEY_INSTALLING);
+        self.write_synced(done)?;
+        self.keys.store(keys, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), KvError> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+}
+
+/// Reads see the writes of earlier commands of the same batch.
+struct Tx<'a> {
+    store: &'a KvStore,
+    overlay: HashMap<Bytes, Option<Bytes>>,
+    keys: u64,
+}
+
+impl Tx<'_> {
+    fn get(&self, key: &Bytes) -> Result<Option<Bytes>, KvError> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Bytes, value: Bytes, existed: bool) {
+        if !existed {
+            self.keys += 1;
+        }
+        self.overlay.insert(key, Some(value));
+    }
+
+    fn run(&mut self, cmd: Command) -> Result<Outcome, KvError> {
+        Ok(match cmd {
+            Command::Set { key, value, cond } => {
+                let existed = self.get(&key)?.is_some();
+                match (cond, existed) {
+                    (SetCond::Nx, true) | (SetCond::Xx, false) => Outcome::Nil,
+                    _ => {
+                        self.put(key, value, existed);
+                        Outcome::Ok
+                    }
+                }
+            }
+            Command::MSet { pairs } => {
+                for (k, v) in pairs {
+                    let existed = self.get(&k)?.is_some();
+                    self.put(k, v, existed);
+                }
+                Outcome::Ok
+            }
+            Command::Del { keys } => {
+                let mut n = 0;
+                for k in keys {
+                    if self.get(&k)?.is_some() {
+                        self.overlay.insert(k, None);
+                        self.keys -= 1;
+                        n += 1;
+                    }
+                }
+                Outcome::Integer(n)
+            }
+            Command::Append { key, value } => {
+                let old = self.get(&key)?;
+                let existed = old.is_some();
+                let mut v = old.map(|b| b.to_vec()).unwrap_or_default();
+                v.extend_from_slice(&value);
+                let len = v.len() as i64;
+                self.put(key, v.into(), existed);
+                Outcome::Integer(len)
+            }
+            Command::IncrBy { key, delta } => {
+                let old = self.get(&key)?;
+                let current = match &old {
+                    None => 0,
+                    Some(v) => match parse_i64(v) {
+                        Some(n) => n,
+                        None => {
+                            return Ok(Outcome::Error(
+                                "ERR value is not an integer or out of range".into(),
+                            ));
+                        }
+                    },
+                };
+                match current.checked_add(delta) {
+                    Some(n) => {
+                        self.put(key, n.to_string().into(), old.is_some());
+                        Outcome::Integer(n)
+                    }
+                    None => Outcome::Error("ERR increment or decrement would overflow".into()),
+                }
+            }
+        })
+    }
+}
+
+/// Redis's rule for a string holding an integer: decimal, optional '-', no spaces, no '+',
+/// no leading zeros, fits in i64.
+pub fn parse_i64(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v).ok()?;
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+        || s == "-0"
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn encode_pair(index: LogIndex, term: Term) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&index.0.to_be_bytes());
+    b[8..].copy_from_slice(&term.0.to_be_bytes());
+    b
+}
+
+fn decode_pair(v: &[u8]) -> Result<(LogIndex, Term), KvError> {
+    let a: [u8; 16] = v
+        .try_into()
+        .map_err(|_| KvError::Corrupt("index/term pair"))?;
+    let (i, t) = a.split_at(8);
+    // Both halves are exactly 8 bytes by construction of `a`.
+    Ok((
+        LogIndex(u64::from_be_bytes(i.try_into().expect("8 bytes"))),
+        Term(u64::from_be_bytes(t.try_into().expect("8 bytes"))),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u64, cmd: Command) -> Entry {
+        Entry::new(Term(1), LogIndex(i), cmd.encode())
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn set(k: &str, v: &str, cond: SetCond) -> Command {
+        Command::Set {
+            key: b(k),
+            value: b(v),
+            cond,
+        }
+    }
+
+    #[test]
+    fn commands_apply_with_redis_semantics_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, rec) = KvStore::open(dir.path()).unwrap();
+        assert_eq!(rec.applied, (LogIndex(0), Term(0)));
+        let out = kv
+            .apply(&[
+                entry(1, set("a", "1", SetCond::Always)),
+                entry(2, set("a", "x", SetCond::Nx)),
+                entry(3, set("b", "x", SetCond::Xx)),
+                entry(
+                    4,
+                    Command::IncrBy {
+                        key: b("a"),
+                        delta: 41,
+                    },
+                ),
+                entry(
+                    5,
+                    Command::Append {
+                        key: b("s"),
+                        value: b("hello"),
+                    },
+                ),
+                entry(
+                    6,
+                    Command::Append {
+                        key: b("s"),
+                        value: b(" world"),
+                    },
+                ),
+                entry(
+                    7,
+                    Command::IncrBy {
+                        key: b("s"),
+                        delta: 1,
+                    },
+                ),
+                entry(
+                    8,
+                    Command::Del {
+                        keys: vec![b("a"), b("nope"), b("a")],
+                    },
+                ),
+            ])
+            .unwrap();
+        let outcomes: Vec<_> = out.into_iter().map(|o| o.2).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Ok,
+                Outcome::Nil,
+                Outcome::Nil,
+                Outcome::Integer(42),
+                Outcome::Integer(5),
+                Outcome::Integer(11),
+                Outcome::Error("ERR value is not an integer or out of range".into()),
+                Outcome::Integer(1),
+            ]
+        );
+        assert_eq!(kv.get(b"s").unwrap(), Some(b("hello world")));
+        assert_eq!(kv.get(b"a").unwrap(), None);
+        assert_eq!(kv.len(), 1);
+        drop(kv);
+        let (kv, rec) = KvStore::open(dir.path()).unwrap();
+        assert_eq!(rec.applied, (LogIndex(8), Term(1)));
+        assert_eq!(kv.len(), 1);
+        assert_eq!(kv.get(b"s").unwrap(), Some(b("hello world")));
+    }
+
+    #[test]
+    fn snapshot_round_trip_replaces_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = KvStore::open(dir.path().join("a")).unwrap();
+        let pairs = (0..100).map(|i| (b(&format!("k{i}")), b("v"))).collect();
+        a.apply(&[entry(1, Command::MSet { pairs })]).unwrap();
+        let snap = dir.path().join("snap");
+        std::fs::create_dir(&snap).unwrap();
+        assert_eq!(
+            a.write_snapshot(&snap).unwrap(),
+            (LogIndex(1), Term(1), 100)
+        );
+
+        let (b_, _) = KvStore::open(dir.path().join("b")).unwrap();
+        b_.apply(&[entry(1, set("other", "x", SetCond::Always))])
+            .unwrap();
+        b_.install(&snap, LogIndex(1), Term(1)).unwrap();
+        assert_eq!(b_.len(), 100);
+        assert_eq!(b_.get(b"other").unwrap(), None);
+        assert_eq!(b_.get(b"k7").unwrap(), Some(b("v")));
+        drop(b_);
+        let (b_, rec) = KvStore::open(dir.path().join("b")).unwrap();
+        assert_eq!(rec.applied, (LogIndex(1), Term(1)));
+        assert_eq!(rec.installing, None);
+        assert_eq!(b_.len(), 100);
+
+        // An empty state machine snapshots to no file and installs as empty.
+        let (c, _) = KvStore::open(dir.path().join("c")).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(c.write_snapshot(&empty).unwrap().2, 0);
+        b_.install(&empty, LogIndex(5), Term(2)).unwrap();
+        assert!(b_.is_empty());
+        assert_eq!(b_.get(b"k7").unwrap(), None);
+    }
+
+    #[test]
+    fn integers_follow_redis_rules() {
+        assert_eq!(parse_i64(b"42"), Some(42));
+        assert_eq!(parse_i64(b"-42"), Some(-42));
+        for bad in [
+            "",
+            "-",
+            "+1",
+            " 1",
+            "01",
+            "-0",
+            "1.5",
+            "9223372036854775808",
+        ] {
+            assert_eq!(parse_i64(bad.as_bytes()), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Composing a node: storage, transport, the driver, the apply thread and the listeners.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use raft_core::{ConfState, Config, NodeId, RawNode, Storage};
+use raft_log::{LogOptions, LogStore, LogWrite};
+use raft_net_quic::{TlsIdentity, Transport, TransportConfig};
+use raft_snapshot::{SnapshotStore, TransferConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::client::{self, ClientSettings};
+use crate::commands::CommandLimits;
+use crate::config::NodeConfig;
+use crate::driver::{Driver, RoleInfo};
+use crate::error::NodeError;
+use crate::handle::{NodeHandle, serve_forward};
+use crate::kv::KvStore;
+use crate::snapshot::Snapshots;
+
+/// A running node. Stop it with [`Node::shutdown`].
+pub struct Node {
+    handle: NodeHandle,
+    client_addr: SocketAddr,
+    raft_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    driver: JoinHandle<Result<(), NodeError>>,
+    clients: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    transport: Arc<Transport>,
+    log: LogStore,
+}
+
+impl Node {
+    /// Opens the node's storage in `cfg.data_dir` (creating it for a new node), starts the
+    /// transport and the client listener. Must run inside a multi-threaded tokio runtime.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        cfg.validate()?;
+        let id = NodeId(cfg.id);
+        let peers = cfg.peer_map()?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(NodeError::io_fn(format!(
+            "creating {}",
+            cfg.data_dir.display()
+        )))?;
+
+        let log = LogStore::open(
+            cfg.data_dir.join("log"),
+            LogOptions::default()
+                .sync(cfg.sync)
+                .keep_trailing(cfg.keep_trailing),
+        )?;
+        let stored = log.initial_state()?.conf_state;
+        let wanted: BTreeSet<NodeId> = peers.keys().copied().collect();
+        if stored.voters.is_empty() {
+            if wanted.is_empty() {
+                return Err(NodeError::Config(
+                    "a new node needs --peers (every member, this node included)".into(),
+                ));
+            }
+            // A new cluster: every member starts from the same membership.
+            log.write(LogWrite::entries(Vec::new()).with_conf_state(ConfState::new(wanted)))?;
+            tracing::info!(node = %id, members = ?peers.keys().collect::<Vec<_>>(), "new node initialized");
+        } else {
+            let have: BTreeSet<NodeId> = stored.voters.iter().copied().collect();
+            if !wanted.is_empty() && have != wanted {
+                tracing::warn!(node = %id, stored = ?have, flags = ?wanted, "--peers differs from the stored membership; the stored membership wins");
+            }
+            if !have.contains(&id) {
+                return Err(NodeError::Config(format!(
+                    "this data dir belongs to a cluster without node {id} (members {have:?})"
+                )));
+            }
+        }
+        let conf = log.initial_state()?.conf_state;
+        let missing: Vec<_> = conf
+            .voters
+            .iter()
+            .filter(|v| **v != id && !peers.contains_key(v))
+            .collect();
+        if !missing.is_empty() {
+            return Err(NodeError::Config(format!(
+                "no address for members {missing:?}: list them in --peers"
+            )));
+        }
+
+        let snap_store = SnapshotStore::open(cfg.data_dir.join("snapshots"))?;
+        let (kv, recovered) = KvStore::open(cfg.data_dir.join("kv"))?;
+        if let Some((index, term)) = recovered.installing {
+            // A crash interrupted an install: redo it from the same files.
+            let m = snap_store.get(index, term).ok_or_else(|| {
+                NodeError::Fatal(format!(
+                    "interrupted install of snapshot {index}, which is gone"
+                ))
+            })?;
+            kv.install(&snap_store.path_of(&m), index, term)?;
+        }
+        let mut applied = kv.applied()?.0;
+        let (compacted, _) = log.compaction_point();
+        if applied < compacted {
+            // The state machine is behind the log's start: only a snapshot can fill the gap.
+            let m = snap_store
+                .latest()
+                .filter(|m| m.index >= compacted)
+                .ok_or_else(|| {
+                    NodeError::Fatal(format!(
+                        "state machine at {applied} but the log starts after {compacted}, and no snapshot covers the gap"
+                    ))
+                })?;
+            kv.install(&snap_store.path_of(&m), m.index, m.term)?;
+            applied = m.index;
+        }
+        let mut raft_cfg = Config::new(id);
+        raft_cfg.election_ticks = cfg.election_ticks;
+        raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
+        raft_cfg.snapshot_interval = cfg.snapshot_interval;
+        raft_cfg.seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let raw = RawNode::with_applied(&raft_cfg, log.clone(), applied)?;
+        tracing::info!(node = %id, applied = %applied, last_index = %log.last_index()?, "storage opened");
+
+        let identity = TlsIdentity::load(&cfg.certs, id).map_err(|e| {
+            NodeError::Config(format!("certificates in {}: {e}", cfg.certs.display()))
+        })?;
+        let mut tcfg = TransportConfig::new(id, cfg.raft_addr, identity);
+        for (&pid, &addr) in &peers {
+            if pid != id {
+                tcfg = tcfg.peer(pid, addr);
+            }
+        }
+        let (transport, inbound) =
+            Transport::start(tcfg).map_err(|e| NodeError::Transport(e.to_string()))?;
+        let transport = Arc::new(transport);
+        let raft_addr = transport
+            .local_addr()
+            .map_err(NodeError::io_fn("reading the raft address"))?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let (inputs_tx, inputs) = mpsc::channel(65_536);
+        let (role_tx, role_rx) = watch::channel(RoleInfo {
+            id,
+            role: raft_core::Role::Follower,
+            leader: NodeId::NONE,
+        });
+        crate::apply::spawn(kv.clone(), apply_rx, events_tx.clone(), applied_tx)
+            .map_err(NodeError::io_fn("starting the apply thread"))?;
+        let snapshots = Snapshots {
+            store: snap_store,
+            kv: kv.clone(),
+            cfg: TransferConfig::default(),
+        };
+        let handle = NodeHandle {
+            inputs: inputs_tx,
+            role: role_rx,
+            applied: applied_rx,
+            kv,
+            transport: transport.clone(),
+            read_mode: cfg.read_mode,
+            timeout: cfg.request_timeout(),
+        };
+        let driver = Driver {
+            raw,
+            log: log.clone(),
+            transport: transport.clone(),
+            snapshots: snapshots.clone(),
+            apply: apply_tx,
+            events_tx,
+            events,
+            inputs,
+            messages: inbound.messages,
+            role: role_tx,
+            tick: cfg.tick(),
+            request_timeout: cfg.request_timeout(),
+            shutdown: stop_rx.clone(),
+            reads: HashMap::new(),
+            next_read: 0,
+            snapshotting: false,
+            snapshot_taken: None,
+            snapshot_waiters: Vec::new(),
+            sending: HashSet::new(),
+        };
+        let driver = tokio::spawn(driver.run());
+
+        let mut background = Vec::new();
+        let mut forwards = inbound.forwards;
+        let h = handle.clone();
+        background.push(tokio::spawn(async move {
+            while let Some(req) = forwards.recv().await {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let body = req.body.clone();
+                    let answer = serve_forward(&h, body).await;
+                    req.reply(answer);
+                });
+            }
+        }));
+        let mut incoming = inbound.snapshots;
+        background.push(tokio::spawn(async move {
+            while let Some(stream) = incoming.recv().await {
+                snapshots.receive(stream);
+            }
+        }));
+
+        let listener = tokio::net::TcpListener::bind(cfg.client_addr)
+            .await
+            .map_err(NodeError::io_fn(format!(
+                "listening on {}",
+                cfg.client_addr
+            )))?;
+        let client_addr = listener
+            .local_addr()
+            .map_err(NodeError::io_fn("reading the client address"))?;
+        let settings = ClientSettings {
+            limits: CommandLimits {
+                max_key_bytes: cfg.max_key_bytes,
+                max_value_bytes: cfg.max_value_bytes,
+                max_request_bytes: cfg.max_request_bytes,
+            },
+            max_clients: cfg.max_clients,
+        };
+        let clients = tokio::spawn(client::serve(
+            listener,
+            handle.clone(),
+            settings,
+            stop_rx.clone(),
+        ));
+        tracing::info!(node = %id, client = %client_addr, raft = %raft_addr, "node started");
+        Ok(Node {
+            handle,
+            client_addr,
+            raft_addr,
+            stop,
+            driver,
+            clients,
+            background,
+            transport,
+            log,
+        })
+    }
+
+    /// The handle client code uses.
+    pub fn handle(&self) -> &NodeHandle {
+        &self.handle
+    }
+
+    /// The bound client address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// The bound peer address.
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.raft_addr
+    }
+
+    /// Waits until the driver stops on its own (a fatal failure) and returns why.
+    pub async fn wait_failed(&mut self) -> NodeError {
+        match (&mut self.driver).await {
+            Ok(Ok(())) => NodeError::Fatal("the driver stopped".into()),
+            Ok(Err(e)) => e,
+            Err(e) => NodeError::Fatal(format!("the driver panicked: {e}")),
+        }
+    }
+
+    /// Stops accepting clients, lets connections answer what they read (up to `grace`),
+    /// stops the driver, and flushes the log.
+    pub async fn shutdown(self, grace: std::time::Duration) -> Result<(), NodeError> {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(grace, self.clients).await;
+        // In-flight client requests were answered or timed out; the driver stops next.
+        let result = if self.driver.is_finished() {
+            self.driver
+                .await
+                .unwrap_or_else(|e| Err(NodeError::Fatal(e.to_string())))
+        } else {
+            let _ = tokio::time::timeout(grace, self.driver).await;
+            Ok(())
+        };
+        for b in self.background {
+            b.abort();
+        }
+        // Every acknowledged write is synced already; this only shortens the next start.
+        let log = self.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+        match Arc::try_unwrap(self.transport) {
+            Ok(t) => t.shutdown().await,
+            Err(_) => tracing::debug!("transport still shared at shutdown; dropped"),
+        }
+        result
+    }
+}
