@@ -10,6 +10,8 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/nu
     need_apt+=(libclang-dev clang)
 fi
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+# The client tests talk to the cluster with redis-cli (Debian's redis-tools).
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
