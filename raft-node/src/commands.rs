@@ -191,7 +191,13 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
             })
             .await
         }
-        "dbsize" => read(node, || Ok(Reply::Integer(node.kv().len() as i64))).await,
+        "dbsize" => {
+            read(node, || {
+                let n = node.kv().count_keys().map_err(storage_error)?;
+                Ok(Reply::Integer(n as i64))
+            })
+            .await
+        }
         "set" => {
             let mut cond = SetCond::Always;
             for opt in &a[2..] {

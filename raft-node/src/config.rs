@@ -70,8 +70,13 @@ pub struct NodeConfig {
     pub election_ticks: u32,
     /// Heartbeat interval in ticks (default 2, so 100 ms).
     pub heartbeat_ticks: u32,
-    /// Take a snapshot after this many applied entries (default 10,000).
+    /// Take a snapshot after this many applied entries (default 100,000). Each snapshot
+    /// writes the whole state machine, so this trades its cost against log length.
     pub snapshot_interval: u64,
+    /// AppendEntries messages in flight to one follower (default 4). A short pipeline makes
+    /// the leader gather the entries proposed meanwhile into the next message, instead of
+    /// sending (and having acknowledged) one small message per proposal.
+    pub max_inflight_msgs: usize,
     /// Log entries kept below a snapshot for slow followers (default 1,024).
     pub keep_trailing: u64,
     /// A client request without an answer after this long gets `-TRYAGAIN` (default 5,000).
@@ -104,7 +109,8 @@ impl Default for NodeConfig {
             tick_ms: 50,
             election_ticks: 10,
             heartbeat_ticks: 2,
-            snapshot_interval: 10_000,
+            snapshot_interval: 100_000,
+            max_inflight_msgs: 4,
             keep_trailing: 1024,
             request_timeout_ms: 5000,
             max_key_bytes: 64 << 10,
@@ -150,6 +156,9 @@ impl NodeConfig {
         }
         if self.tick_ms == 0 || self.request_timeout_ms == 0 {
             return bad("tick_ms and request_timeout_ms must be positive");
+        }
+        if self.max_inflight_msgs == 0 {
+            return bad("max_inflight_msgs must be at least 1");
         }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             return bad("size limits must be positive");

@@ -91,6 +91,8 @@ pub(crate) struct Driver {
     pub(crate) snapshot_taken: Option<SnapshotMeta>,
     pub(crate) snapshot_waiters: Vec<oneshot::Sender<Result<LogIndex, String>>>,
     pub(crate) sending: HashSet<NodeId>,
+    /// The newest ready whose write is durable, not yet acknowledged to the core.
+    pub(crate) persisted: Option<u64>,
 }
 
 impl Driver {
@@ -100,38 +102,33 @@ impl Driver {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_role();
         loop {
+            // Wait for anything, then take everything else that is already there: one
+            // ready covers the lot, and no source can starve the others.
+            let mut proposals = Vec::new();
             tokio::select! {
-                biased;
                 _ = self.shutdown.changed() => return Ok(()),
-                Some(ev) = self.events.recv() => {
-                    self.on_event(ev)?;
-                    while let Ok(ev) = self.events.try_recv() {
-                        self.on_event(ev)?;
-                    }
-                }
-                Some(m) = self.messages.recv() => {
-                    self.step(m);
-                    // Drain what else arrived: one ready for the lot.
-                    for _ in 0..256 {
-                        match self.messages.try_recv() {
-                            Some(m) => self.step(m),
-                            None => break,
-                        }
-                    }
-                }
+                Some(ev) = self.events.recv() => self.on_event(ev)?,
+                Some(m) = self.messages.recv() => self.step(m),
                 _ = ticker.tick() => self.on_tick(),
-                Some(input) = self.inputs.recv() => {
-                    let mut proposals = Vec::new();
-                    self.on_input(input, &mut proposals);
-                    for _ in 0..4096 {
-                        match self.inputs.try_recv() {
-                            Ok(i) => self.on_input(i, &mut proposals),
-                            Err(_) => break,
-                        }
-                    }
-                    self.propose(proposals);
+                Some(input) = self.inputs.recv() => self.on_input(input, &mut proposals),
+            }
+            while let Ok(ev) = self.events.try_recv() {
+                self.on_event(ev)?;
+            }
+            self.release_persisted()?;
+            for _ in 0..1024 {
+                match self.messages.try_recv() {
+                    Some(m) => self.step(m),
+                    None => break,
                 }
             }
+            for _ in 0..4096 {
+                match self.inputs.try_recv() {
+                    Ok(i) => self.on_input(i, &mut proposals),
+                    Err(_) => break,
+                }
+            }
+            self.propose(proposals);
             while self.raw.has_ready() {
                 let rd = self.raw.ready();
                 self.handle_ready(rd).await?;
@@ -248,9 +245,9 @@ impl Driver {
                 if let Err(e) = result {
                     return Err(NodeError::Fatal(format!("log write failed: {e}")));
                 }
-                for m in self.raw.on_persisted(number)? {
-                    self.send(m);
-                }
+                // Acknowledged once per drain of the events (`release_persisted`): writes
+                // complete in order, and the last one acknowledges all before it.
+                self.persisted = self.persisted.max(Some(number));
             }
             Event::Applied(index) => {
                 if let Err(e) = self.raw.on_applied(index) {
@@ -289,6 +286,41 @@ impl Driver {
                 self.raw.report_snapshot(peer, index, ok);
             }
             Event::Fatal(e) => return Err(NodeError::Fatal(e)),
+        }
+        Ok(())
+    }
+
+    /// Sends the answers that waited for the writes acknowledged since the last call. A
+    /// follower whose writer synced several readies at once would answer each of them; the
+    /// successful append answers to one leader are cumulative (each says "I hold everything
+    /// up to index i"), so only the highest is sent: fewer messages on both sides.
+    fn release_persisted(&mut self) -> Result<(), NodeError> {
+        let Some(number) = self.persisted.take() else {
+            return Ok(());
+        };
+        let answers = self.raw.on_persisted(number)?;
+        let mut highest: HashMap<(NodeId, raft_core::Term), LogIndex> = HashMap::new();
+        for m in &answers {
+            if let MessageBody::AppendEntriesResponse(r) = &m.body {
+                if r.reject.is_none() {
+                    let e = highest.entry((m.to, m.term)).or_default();
+                    *e = (*e).max(r.index);
+                }
+            }
+        }
+        for m in answers {
+            if let MessageBody::AppendEntriesResponse(r) = &m.body {
+                if r.reject.is_none() {
+                    // Send the highest once, then forget it so equal duplicates are dropped.
+                    match highest.get(&(m.to, m.term)) {
+                        Some(&top) if top == r.index => {
+                            highest.remove(&(m.to, m.term));
+                        }
+                        _ => continue,
+                    }
+                }
+            }
+            self.send(m);
         }
         Ok(())
     }

@@ -100,15 +100,34 @@ impl NodeHandle {
         deadline: Instant,
     ) -> Result<Outcome, RequestError> {
         let call = self.transport.forward(leader, data);
+        // A leader that dies keeps its connection open until the idle timeout: stop waiting
+        // for it as soon as another leader is known (the outcome is then unknown: the old
+        // leader may have committed the write before it died).
+        let mut role = self.role.clone();
+        let leader_changed = async move {
+            let _ = role.wait_for(|r| r.leader != leader).await;
+        };
+        let call = async {
+            tokio::select! {
+                r = call => Some(r),
+                _ = leader_changed => None,
+            }
+        };
         let response = match tokio::time::timeout_at(deadline.into(), call).await {
             Err(_) => return Err(self.timeout_error()),
-            Ok(Ok(r)) => r,
+            Ok(None) => {
+                return Err(RequestError::Forward {
+                    leader,
+                    detail: "the leader changed before it answered; the write may or may not have been applied".into(),
+                });
+            }
+            Ok(Some(Ok(r))) => r,
             // Not sent at all: safe to try again once the connection is back.
-            Ok(Err(StreamError::NotConnected(_))) => {
+            Ok(Some(Err(StreamError::NotConnected(_)))) => {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 return Err(RequestError::Dropped);
             }
-            Ok(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 return Err(RequestError::Forward {
                     leader,
                     detail: e.to_string(),
@@ -135,14 +154,24 @@ impl NodeHandle {
                 .send(Input::Read { reply })
                 .await
                 .map_err(|_| RequestError::Stopping)?;
-            match tokio::time::timeout_at(deadline.into(), rx).await {
+            // A read asked of a leader that then died is never answered: ask again once
+            // the leader changes (reads have no effect, so asking twice is harmless).
+            let leader = role.borrow_and_update().leader;
+            let answer = async {
+                tokio::select! {
+                    r = rx => Some(r),
+                    _ = role.wait_for(|r| r.leader != leader) => None,
+                }
+            };
+            match tokio::time::timeout_at(deadline.into(), answer).await {
                 Err(_) => return Err(self.timeout_error()),
-                Ok(Err(_)) => return Err(RequestError::Stopping),
-                Ok(Ok(Ok(index))) => break index,
-                Ok(Ok(Err(RequestError::NotLeader { .. }))) => {
+                Ok(None) => continue,
+                Ok(Some(Err(_))) => return Err(RequestError::Stopping),
+                Ok(Some(Ok(Ok(index)))) => break index,
+                Ok(Some(Ok(Err(RequestError::NotLeader { .. })))) => {
                     self.wait_for_change(&mut role, deadline).await?;
                 }
-                Ok(Ok(Err(_))) => {
+                Ok(Some(Ok(Err(_)))) => {
                     if Instant::now() + RETRY_PAUSE >= deadline {
                         return Err(self.timeout_error());
                     }

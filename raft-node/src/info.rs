@@ -102,7 +102,11 @@ pub fn info(node: &NodeHandle, st: &Status, section: Option<&Bytes>) -> String {
         s.push_str("\r\n");
     }
     if want("keyspace") {
-        let _ = write!(s, "# Keyspace\r\ndb0:keys={}\r\n", node.kv().len());
+        let _ = write!(
+            s,
+            "# Keyspace\r\ndb0:keys={}\r\n",
+            node.kv().estimate_keys()
+        );
     }
     s
 }

@@ -45,6 +45,9 @@ enum Cmd {
         /// Working directory for certificates, data and logs.
         #[arg(long, default_value = "raft-dev")]
         dir: PathBuf,
+        /// A TOML config (tunables) given to every node.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -134,7 +137,9 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Certs { out, ids, force } => certs(&out, &ids, force),
         Cmd::Run(args) => runtime().and_then(|rt| rt.block_on(run(&args))),
-        Cmd::Dev { nodes, dir } => runtime().and_then(|rt| rt.block_on(dev(nodes, &dir))),
+        Cmd::Dev { nodes, dir, config } => {
+            runtime().and_then(|rt| rt.block_on(dev(nodes, &dir, config.as_deref())))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -218,7 +223,7 @@ fn free_port(udp: bool) -> Result<u16, NodeError> {
         .map_err(NodeError::io_fn("choosing a free port"))
 }
 
-async fn dev(nodes: u64, dir: &Path) -> Result<(), NodeError> {
+async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeError> {
     if nodes == 0 {
         return Err(NodeError::Config("--nodes must be at least 1".into()));
     }
@@ -242,6 +247,10 @@ async fn dev(nodes: u64, dir: &Path) -> Result<(), NodeError> {
         .collect::<Vec<_>>()
         .join(",");
     let exe = std::env::current_exe().map_err(NodeError::io_fn("finding this executable"))?;
+    let config = config
+        .map(std::fs::canonicalize)
+        .transpose()
+        .map_err(NodeError::io_fn("finding the --config file"))?;
     let mut children = Vec::new();
     for (i, (raft, client, metrics)) in ids.iter().zip(&addrs) {
         let data = dir.join(format!("node-{i}"));
@@ -252,8 +261,13 @@ async fn dev(nodes: u64, dir: &Path) -> Result<(), NodeError> {
             .append(true)
             .open(&log_path)
             .map_err(NodeError::io_fn(format!("opening {}", log_path.display())))?;
-        let child = tokio::process::Command::new(&exe)
-            .arg("run")
+        let mut cmd = tokio::process::Command::new(&exe);
+        if let Some(c) = &config {
+            cmd.arg("run").arg("--config").arg(c);
+        } else {
+            cmd.arg("run");
+        }
+        let child = cmd
             .args(["--id", &i.to_string()])
             .arg("--data-dir")
             .arg(&data)

@@ -115,6 +115,7 @@ impl Node {
         raft_cfg.election_ticks = cfg.election_ticks;
         raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
         raft_cfg.snapshot_interval = cfg.snapshot_interval;
+        raft_cfg.max_inflight_msgs = cfg.max_inflight_msgs;
         raft_cfg.seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -183,6 +184,7 @@ impl Node {
             snapshot_taken: None,
             snapshot_waiters: Vec::new(),
             sending: HashSet::new(),
+            persisted: None,
         };
         let driver = tokio::spawn(driver.run());
 
