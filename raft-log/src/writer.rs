@@ -462,6 +462,7 @@ fn write_batch(shared: &Shared, wo: &WriteOptions, writes: Vec<(LogWrite, WriteD
             metrics::counter!("raft_log_batches_total").increment(1);
             metrics::counter!("raft_log_entries_total").increment(n_entries);
             metrics::histogram!("raft_log_batch_writes").record(writes.len() as f64);
+            metrics::histogram!("raft_log_batch_entries").record(n_entries as f64);
             metrics::histogram!("raft_log_write_seconds").record(elapsed.as_secs_f64());
             for ((_, done), outcome) in writes.into_iter().zip(outcomes) {
                 complete(done, outcome.map(|(last_index, ..)| Durable { last_index }));

@@ -18,6 +18,8 @@ use crate::kv::KvStore;
 /// How long to wait before asking again after a transient refusal (a read round that a
 /// leader change failed, a forward to a peer that is reconnecting).
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// The longest wait for a role change before a refused request is tried again.
+const MAX_RETRY_WAIT: Duration = Duration::from_millis(200);
 
 /// A cheap-to-clone handle on a running node for client requests.
 #[derive(Clone)]
@@ -214,18 +216,16 @@ impl NodeHandle {
         role: &mut watch::Receiver<RoleInfo>,
         deadline: Instant,
     ) -> Result<(), RequestError> {
-        // A short pause also covers a refusal that came without a role change (a leader
-        // that just lost its quorum, a forward that found the peer reconnecting).
-        let pause = tokio::time::sleep(RETRY_PAUSE);
-        match tokio::time::timeout_at(deadline.into(), async {
-            let _ = role.changed().await;
-            pause.await;
-        })
-        .await
-        {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.timeout_error()),
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return Err(self.timeout_error());
         }
+        // Wake on a role change, but try again after a while in any case: a refusal can
+        // come without one (a forward that found the leader reconnecting, a leader that
+        // is still catching up on its own term).
+        let until = deadline.min(Instant::now() + MAX_RETRY_WAIT);
+        let _ = tokio::time::timeout_at(until.into(), role.changed()).await;
+        tokio::time::sleep(RETRY_PAUSE).await;
+        Ok(())
     }
 
     fn timeout_error(&self) -> RequestError {
