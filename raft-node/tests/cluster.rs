@@ -294,6 +294,7 @@ fn follower_down_catches_up_by_snapshot() {
         config_toml: Some("keep_trailing = 10\nsnapshot_interval = 200\n".into()),
         // The flag overrides the file (same value): both paths are exercised.
         args: vec!["--snapshot-interval".into(), "200".into()],
+        ..Options::default()
     };
     let mut c = Cluster::start_with(3, opts);
     let leader = c.leader();

@@ -33,7 +33,18 @@ pub struct Options {
     pub args: Vec<String>,
     /// A TOML config file's text, passed to every node with `--config`.
     pub config_toml: Option<String>,
+    /// Do not wait [`SETTLE`] after the start (see there).
+    pub no_settle: bool,
 }
+
+/// How long [`Cluster::start_with`] waits after the nodes are up before handing the cluster
+/// to the test. Works around a raft-net-quic race: a node that dialed a peer before the
+/// peer was listening has its QUIC Initial retransmitted up to ~1 s later; when that late
+/// handshake completes it replaces the connection the peer dialed meanwhile (the lower id's
+/// dial wins the tie-break), and requests forwarded on the replaced connection fail with
+/// `TRYAGAIN forwarding to leader N failed: ... connection lost`. See
+/// `large_writes_forwarded_right_after_start` in tests/clients.rs. Remove once fixed.
+pub const SETTLE: Duration = Duration::from_millis(2000);
 
 /// One node of a [`Cluster`].
 pub struct NodeProc {
@@ -60,7 +71,8 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A cluster of `raft-node run` processes.
 pub struct Cluster {
     _serial: std::sync::MutexGuard<'static, ()>,
-    dir: tempfile::TempDir,
+    /// `None` only during drop (a failed test keeps the directory).
+    dir: Option<tempfile::TempDir>,
     certs: PathBuf,
     config: Option<PathBuf>,
     args: Vec<String>,
@@ -131,7 +143,7 @@ impl Cluster {
             .join(",");
         let mut cluster = Cluster {
             _serial: serial,
-            dir,
+            dir: Some(dir),
             certs,
             config,
             args: opts.args,
@@ -144,12 +156,15 @@ impl Cluster {
         for id in 1..=n {
             cluster.wait_client_port(id);
         }
+        if !opts.no_settle {
+            std::thread::sleep(SETTLE);
+        }
         cluster
     }
 
     /// The temp dir holding certificates, data dirs and logs.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().expect("the cluster's directory").path()
     }
 
     pub fn node(&self, id: u64) -> &NodeProc {
@@ -415,10 +430,13 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             eprintln!(
-                "test failed; node logs (tails) in {}:\n{}",
-                self.dir.path().display(),
+                "test failed; node log tails follow; data dirs and full logs kept in {}\n{}",
+                self.dir().display(),
                 self.all_log_tails(40)
             );
+            if let Some(d) = self.dir.take() {
+                let _ = d.keep();
+            }
         }
     }
 }

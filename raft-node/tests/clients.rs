@@ -1,0 +1,501 @@
+//! Client-facing tests against a three-process cluster: `redis-cli`, the `redis` crate with
+//! pipelining, malformed and oversized input, and the behaviour without a quorum.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{CONVERGE, Client, Cluster, Options, Reply, bulk, ok};
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = match Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "cannot run redis-cli ({e}); scripts/install-deps.sh installs it (package \
+             redis-tools)"
+        ),
+    };
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn others(c: &Cluster, leader: u64) -> Vec<u64> {
+    c.live_ids().into_iter().filter(|&i| i != leader).collect()
+}
+
+#[test]
+fn redis_cli_round_trip() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    let (lp, fp) = (c.node(leader).client_port, c.node(follower).client_port);
+    // Make sure a write can commit before handing the ports to redis-cli (no retries there).
+    c.client(follower)
+        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+
+    assert_eq!(redis_cli(fp, &["PING"]), "PONG\n");
+    assert_eq!(redis_cli(fp, &["SET", "k", "v"]), "OK\n");
+    assert_eq!(redis_cli(lp, &["GET", "k"]), "v\n");
+    assert_eq!(redis_cli(fp, &["GET", "k"]), "v\n");
+    assert_eq!(redis_cli(lp, &["INCR", "n"]), "1\n");
+    assert_eq!(redis_cli(fp, &["INCR", "n"]), "2\n");
+    assert_eq!(redis_cli(lp, &["GET", "missing"]), "\n");
+    let info = redis_cli(lp, &["RAFT.INFO"]);
+    let fields = support::parse_info(&info);
+    assert_eq!(fields["role"], "leader", "{info}");
+    assert_eq!(fields["node_id"], leader.to_string(), "{info}");
+    assert!(
+        info.contains(&format!("peer{follower}:match_index=")),
+        "{info}"
+    );
+    let info = redis_cli(fp, &["RAFT.INFO"]);
+    let fields = support::parse_info(&info);
+    assert_eq!(fields["role"], "follower", "{info}");
+    assert_eq!(fields["leader_id"], leader.to_string(), "{info}");
+    // An error reply: redis-cli prints it with "(error)" and still exits 0.
+    let err = redis_cli(fp, &["GET"]);
+    assert!(
+        err.contains("ERR wrong number of arguments for 'get' command"),
+        "{err}"
+    );
+}
+
+fn redis_connection(c: &Cluster, id: u64) -> redis::Connection {
+    let url = format!("redis://127.0.0.1:{}/", c.node(id).client_port);
+    let client = redis::Client::open(url).expect("redis client");
+    let mut con = client.get_connection().expect("redis connection");
+    let pong: String = redis::cmd("PING").query(&mut con).expect("PING");
+    assert_eq!(pong, "PONG");
+    con
+}
+
+#[test]
+fn redis_crate_pipelining() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    c.client(follower)
+        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+
+    for (what, id) in [("leader", leader), ("follower", follower)] {
+        let mut con = redis_connection(&c, id);
+
+        // 1000 SETs in one round trip, then 1000 GETs of the same keys in another.
+        let mut p = redis::pipe();
+        for i in 0..1000 {
+            p.cmd("SET").arg(format!("{what}-{i}")).arg(format!("v{i}"));
+        }
+        let started = Instant::now();
+        let replies: Vec<redis::Value> = p.query(&mut con).expect("SET pipeline");
+        let sets = started.elapsed();
+        assert_eq!(replies.len(), 1000);
+        for (i, r) in replies.iter().enumerate() {
+            assert_eq!(*r, redis::Value::Okay, "SET {what}-{i}");
+        }
+        let mut p = redis::pipe();
+        for i in (0..1000).rev() {
+            p.cmd("GET").arg(format!("{what}-{i}"));
+        }
+        let started = Instant::now();
+        let values: Vec<String> = p.query(&mut con).expect("GET pipeline");
+        let gets = started.elapsed();
+        let want: Vec<String> = (0..1000).rev().map(|i| format!("v{i}")).collect();
+        assert_eq!(values, want, "GETs via the {what}");
+        println!("via the {what} (node {id}): 1000 pipelined SETs {sets:?}, 1000 GETs {gets:?}");
+
+        // A typed round trip, to show the crate's ordinary use works too.
+        let () = redis::cmd("SET")
+            .arg("typed")
+            .arg(42)
+            .query(&mut con)
+            .expect("SET");
+        let n: i64 = redis::cmd("GET").arg("typed").query(&mut con).expect("GET");
+        assert_eq!(n, 42);
+    }
+}
+
+/// Redis runs a connection's commands one after the other, so a pipeline behaves like the
+/// same commands sent one at a time. Here the requests of one connection run concurrently
+/// (up to 1024 at once): writes can be proposed out of request order, and a read's
+/// ReadIndex can be taken before the write ahead of it is even proposed.
+#[test]
+#[ignore = "raft-node bug: pipelined commands of one connection are not executed in request order"]
+fn pipelined_commands_run_in_request_order() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    c.client(follower)
+        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+    let mut failures = Vec::new();
+    for (what, id) in [("leader", leader), ("follower", follower)] {
+        let mut con = redis_connection(&c, id);
+
+        // INCRs of one key answer 1..=500 in order.
+        let key = format!("{what}-counter");
+        let mut p = redis::pipe();
+        for _ in 0..500 {
+            p.cmd("INCR").arg(&key);
+        }
+        let counts: Vec<i64> = p.query(&mut con).expect("INCR pipeline");
+        if counts != (1..=500).collect::<Vec<i64>>() {
+            let first_bad = counts.iter().zip(1..).position(|(a, b)| *a != b);
+            failures.push(format!(
+                "{what} (node {id}): 500 pipelined INCRs answered out of order, first at \
+                 position {first_bad:?}: {:?}",
+                &counts[first_bad.unwrap_or(0).saturating_sub(2)..][..8]
+            ));
+        }
+
+        // SET k 0 .. SET k 499 pipelined: the last one wins.
+        let key = format!("{what}-last");
+        let mut p = redis::pipe();
+        for i in 0..500 {
+            p.cmd("SET").arg(&key).arg(i).ignore();
+        }
+        let () = p.query(&mut con).expect("SET pipeline");
+        let last: i64 = redis::cmd("GET").arg(&key).query(&mut con).expect("GET");
+        if last != 499 {
+            failures.push(format!(
+                "{what} (node {id}): after 500 pipelined SETs of {key} to 0..=499, GET says {last}"
+            ));
+        }
+
+        // SET then GET of the same key, pipelined: each GET sees the SET before it.
+        let mut p = redis::pipe();
+        for i in 0..1000 {
+            p.cmd("SET")
+                .arg(format!("{what}-{i}"))
+                .arg(format!("v{i}"))
+                .ignore();
+            p.cmd("GET").arg(format!("{what}-{i}"));
+        }
+        let values: Vec<Option<String>> = match p.query(&mut con) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{what} (node {id}): SET/GET pipeline failed: {e}"));
+                continue;
+            }
+        };
+        let stale: Vec<usize> = values
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| v.as_deref() != Some(format!("v{i}").as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        if !stale.is_empty() {
+            failures.push(format!(
+                "{what} (node {id}): {} of 1000 GETs pipelined right after their SET missed \
+                 it (e.g. key {what}-{} read {:?})",
+                stale.len(),
+                stale[0],
+                values[stale[0]]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Asserts that `other` (a separate, healthy connection) still serves requests.
+fn still_working(other: &mut Client, tag: &str) {
+    assert_eq!(other.cmd(&["PING"]), Reply::Simple("PONG".into()), "{tag}");
+    assert_eq!(other.cmd(&["SET", "alive", tag]), ok(), "{tag}");
+    assert_eq!(other.cmd(&["GET", "alive"]), bulk(tag), "{tag}");
+}
+
+/// Sends `bytes` on a fresh connection; expects one `-ERR Protocol error...` reply, then EOF.
+fn protocol_error(port: u16, bytes: &[u8]) -> String {
+    let mut bad = Client::connect(port);
+    bad.set_timeout(Duration::from_secs(10));
+    bad.send_raw(bytes).expect("sending");
+    let reply = bad.read_reply().expect("a reply before the close");
+    let Reply::Error(e) = reply else {
+        panic!("{:?}...: {reply:?}", &bytes[..bytes.len().min(20)])
+    };
+    assert!(e.starts_with("ERR Protocol error"), "{e}");
+    let rest = bad.read_to_eof().expect("EOF after the protocol error");
+    assert!(rest.is_empty(), "bytes after the protocol error: {rest:?}");
+    e
+}
+
+#[test]
+fn garbage_and_huge_bulk_get_errors_others_keep_working() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let id = others(&c, leader)[0];
+    let port = c.node(id).client_port;
+    let mut other = c.client(id);
+    other.cmd_retry(&["SET", "warm", "1"], CONVERGE);
+    still_working(&mut other, "before");
+
+    // Garbage without a line end, one byte past the 64 KiB inline limit. (Exactly one past:
+    // every byte sent is read before the error, so the close is a clean FIN. With unread
+    // bytes left the kernel would answer with RST, which may discard the error reply.)
+    let mut garbage = b"\x00\x01\x02garbage".to_vec();
+    while garbage.len() <= 64 * 1024 {
+        garbage.extend_from_slice(b"garbage\x00\xff");
+    }
+    garbage.truncate(64 * 1024 + 1);
+    let e = protocol_error(port, &garbage);
+    assert_eq!(e, "ERR Protocol error: too big inline request");
+    still_working(&mut other, "after-garbage");
+
+    // A bulk declared at 1 GiB: refused at the header, nothing is buffered.
+    let e = protocol_error(port, b"*1\r\n$1073741824\r\n");
+    assert_eq!(e, "ERR Protocol error: invalid bulk length");
+    still_working(&mut other, "after-huge-bulk");
+
+    // Other malformed headers.
+    let e = protocol_error(port, b"*2\r\n$3\r\nGET\r\n+oops\r\n");
+    assert!(
+        e.starts_with("ERR Protocol error: expected '$', got '+'"),
+        "{e}"
+    );
+    let e = protocol_error(port, b"*abc\r\n");
+    assert_eq!(e, "ERR Protocol error: invalid multibulk length");
+    still_working(&mut other, "after-bad-headers");
+
+    // A value over max_value_bytes (4 MiB) but within the request limit (8 MiB): an error
+    // reply, and this connection carries on.
+    let mut c2 = c.client(id);
+    let big = vec![b'x'; 5 << 20];
+    let reply = c2
+        .try_cmd_bytes(&[b"SET", b"big", &big])
+        .expect("a reply to the 5 MiB SET");
+    let Reply::Error(e) = reply else {
+        panic!("5 MiB SET: {reply:?}")
+    };
+    assert!(e.starts_with("ERR value too large"), "{e}");
+    assert_eq!(c2.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    assert_eq!(c2.cmd(&["GET", "big"]), Reply::Nil);
+    // A value just within the limit is stored and read back whole, on another node. (Sent
+    // to the leader: forwarded by a follower it sometimes fails, see
+    // `large_writes_forwarded_right_after_start`.)
+    let fits = vec![b'y'; 4 << 20];
+    let mut cl = c.client(leader);
+    assert_eq!(cl.try_cmd_bytes(&[b"SET", b"big", &fits]).unwrap(), ok());
+    assert_eq!(c2.cmd(&["GET", "big"]), Reply::Bulk(fits.into()));
+    // A key over max_key_bytes (64 KiB).
+    let long_key = "k".repeat((64 << 10) + 1);
+    match c2.cmd(&["GET", &long_key]) {
+        Reply::Error(e) => assert!(e.starts_with("ERR key too large"), "{e}"),
+        other => panic!("GET of a too long key: {other:?}"),
+    }
+
+    // Unknown commands and wrong arity: error replies, the connection stays.
+    assert_eq!(
+        c2.cmd(&["foo", "a", "b"]),
+        Reply::Error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ".into())
+    );
+    assert_eq!(
+        c2.cmd(&["GET"]),
+        Reply::Error("ERR wrong number of arguments for 'get' command".into())
+    );
+    assert_eq!(
+        c2.cmd(&["SET", "k"]),
+        Reply::Error("ERR wrong number of arguments for 'set' command".into())
+    );
+    assert_eq!(
+        c2.cmd(&["SET", "k", "v", "BOGUS"]),
+        Reply::Error("ERR syntax error".into())
+    );
+    assert_eq!(c2.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    still_working(&mut other, "after-all");
+    // The node counted the protocol errors.
+    let m = c.metrics(id);
+    let errors = support::metric_value(&m, "raft_client_protocol_errors_total");
+    assert!(
+        errors >= 4.0,
+        "raft_client_protocol_errors_total = {errors}"
+    );
+}
+
+/// Writes forwarded by a follower in the first second or so of a new cluster sometimes fail
+/// with `TRYAGAIN forwarding to leader N failed: bad response from peer N: read: connection
+/// lost` (or `connection to peer N: connection lost`). The node logs show every peer
+/// connection being replaced at that moment, ~0.85-1 s after the first ones were made: a
+/// node that dialed a peer before the peer listened gets its handshake through late (QUIC
+/// Initial retransmission), and the late connection replaces the working one (the lower id's
+/// dial wins the tie-break), cutting the forwards in flight on it. Three 4 MiB SETs via a
+/// follower right after the start, on eight fresh clusters: typically 1-3 of 24 fail. The
+/// other tests wait `support::SETTLE` after the start to stay clear of this.
+#[test]
+#[ignore = "raft-net-quic bug: a late startup dial replaces a working peer connection and cuts forwards in flight"]
+fn large_writes_forwarded_right_after_start() {
+    let value = vec![b'y'; 4 << 20];
+    let mut failures = Vec::new();
+    for round in 0..8 {
+        let c = Cluster::start_with(
+            3,
+            Options {
+                no_settle: true,
+                ..Options::default()
+            },
+        );
+        let leader = c.leader();
+        let follower = others(&c, leader)[0];
+        c.client(follower)
+            .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+        let mut cf = c.client(follower);
+        for i in 0..3 {
+            let key = format!("big{i}");
+            let started = Instant::now();
+            let reply = cf
+                .try_cmd_bytes(&[b"SET", key.as_bytes(), &value])
+                .expect("a reply");
+            println!(
+                "round {round}, SET {key} (4 MiB) via follower {follower}: {reply:?} in {:?}",
+                started.elapsed()
+            );
+            if reply != ok() {
+                failures.push(format!(
+                    "round {round}, {key}: {reply:?}\n{}",
+                    c.all_log_tails(8)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 24 failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Sends `args` to node `id` and expects a `-TRYAGAIN` error within `limit`.
+fn expect_tryagain(c: &Cluster, id: u64, args: &[&str], limit: Duration) {
+    let mut cl = c.client(id);
+    cl.set_timeout(limit + Duration::from_secs(10));
+    let started = Instant::now();
+    let reply = cl
+        .try_cmd(args)
+        .unwrap_or_else(|e| panic!("{args:?} on node {id}: no reply ({e})"));
+    let took = started.elapsed();
+    println!("{args:?} on node {id} without a quorum: {reply:?} after {took:?}");
+    match &reply {
+        Reply::Error(e) if e.starts_with("TRYAGAIN") => {}
+        other => panic!("{args:?} on node {id} without a quorum: {other:?}"),
+    }
+    assert!(took < limit, "{args:?} took {took:?} to fail");
+    // The connection is still usable.
+    assert_eq!(cl.cmd(&["PING"]), Reply::Simple("PONG".into()));
+}
+
+#[test]
+fn sigterm_exits_zero_and_no_leader_gets_tryagain() {
+    let opts = Options {
+        args: vec!["--request-timeout-ms".into(), "1500".into()],
+        ..Options::default()
+    };
+    let mut c = Cluster::start_with(3, opts);
+    // The request timeout plus generous slack for this machine.
+    let limit = Duration::from_millis(1500) + Duration::from_secs(3);
+    let leader = c.leader();
+    let fs = others(&c, leader);
+    c.client(leader).cmd_retry(&["SET", "k", "1"], CONVERGE);
+
+    // A leader alone: it stays leader (no CheckQuorum) but nothing commits.
+    c.term(fs[0]);
+    c.term(fs[1]);
+    expect_tryagain(&c, leader, &["SET", "k", "2"], limit);
+    expect_tryagain(&c, leader, &["GET", "k"], limit);
+
+    // Back to three; a write commits again.
+    c.restart(fs[0]);
+    c.restart(fs[1]);
+    let leader = c.leader();
+    assert_eq!(
+        c.client(leader).cmd_retry(&["SET", "k", "3"], CONVERGE),
+        ok()
+    );
+
+    // A follower alone (its leader and the other follower stopped): no leader at all.
+    let fs = others(&c, leader);
+    c.term(leader);
+    c.term(fs[0]);
+    let alone = fs[1];
+    expect_tryagain(&c, alone, &["SET", "k", "4"], limit);
+    expect_tryagain(&c, alone, &["INCR", "n"], limit);
+    expect_tryagain(&c, alone, &["GET", "k"], limit);
+    // Requests that need no quorum are still answered.
+    assert_eq!(c.cmd(alone, &["PING"]), Reply::Simple("PONG".into()));
+    let info = c.raft_info(alone);
+    assert_ne!(info["role"], "leader", "{info:?}");
+
+    let started = Instant::now();
+    c.term(alone);
+    println!(
+        "node {alone} exited 0 {:?} after SIGTERM",
+        started.elapsed()
+    );
+}
+
+/// Sends a SET to node `id` (which has no quorum), SIGTERMs it while the SET waits, and
+/// returns what the connection got.
+fn term_with_write_in_flight(c: &mut Cluster, id: u64) -> std::io::Result<Reply> {
+    let mut pending = c.client(id);
+    pending.set_timeout(Duration::from_secs(20));
+    pending.send(&[b"SET", b"k", b"2"]).unwrap();
+    // The write waits for a quorum (or a leader) that is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    c.term(id);
+    let reply = pending.read_reply();
+    println!(
+        "node {id} exited 0 {:?} after SIGTERM; the SET in flight got {reply:?}",
+        started.elapsed()
+    );
+    reply
+}
+
+/// Shutdown is documented to let every connection answer the requests it has read (up to
+/// a 5 s grace). A write held for the request timeout (here 10 s) should be answered with
+/// an error (`TRYAGAIN the node is shutting down`) before the exit, not dropped with the
+/// connection. A leader without a quorum does answer; a follower without a leader closes
+/// the connection with no reply.
+#[test]
+#[ignore = "raft-node bug: SIGTERM on a follower without a leader closes a connection without answering its request in flight"]
+fn sigterm_answers_in_flight_requests() {
+    let opts = Options {
+        args: vec!["--request-timeout-ms".into(), "10000".into()],
+        ..Options::default()
+    };
+    let mut c = Cluster::start_with(3, opts);
+    let leader = c.leader();
+    c.client(leader).cmd_retry(&["SET", "k", "1"], CONVERGE);
+    let fs = others(&c, leader);
+
+    // A leader alone.
+    c.term(fs[0]);
+    c.term(fs[1]);
+    let on_leader = term_with_write_in_flight(&mut c, leader);
+
+    // A follower alone: restart the other two, then stop the leader and one follower.
+    c.restart(leader);
+    c.restart(fs[0]);
+    c.restart(fs[1]);
+    let leader = c.leader();
+    c.client(leader).cmd_retry(&["SET", "k", "3"], CONVERGE);
+    let fs = others(&c, leader);
+    c.term(leader);
+    c.term(fs[0]);
+    let on_follower = term_with_write_in_flight(&mut c, fs[1]);
+
+    for (what, reply) in [("leader", on_leader), ("follower", on_follower)] {
+        match reply {
+            Ok(Reply::Error(e)) => assert!(e.starts_with("TRYAGAIN"), "{what}: {e}"),
+            Ok(other) => panic!("{what}: in-flight SET at shutdown: {other:?}"),
+            Err(e) => panic!("{what}: in-flight SET at shutdown got no reply: {e}"),
+        }
+    }
+}
