@@ -11,33 +11,57 @@ use crate::types::{NodeId, Role, Term};
 impl<S: Storage> Raft<S> {
     /// The election timer fired (or the caller forces an election).
     pub(crate) fn campaign(&mut self) {
-        if !self.is_voter() {
-            return;
-        }
-        if self.term == Term(u64::MAX) {
-            // The next term does not exist; reusing this one could mean a second vote in it.
-            tracing::error!(node = %self.id, "term space exhausted; not campaigning");
+        if !self.can_campaign() {
             return;
         }
         if self.cfg.pre_vote {
             self.become_pre_candidate();
             self.poll(self.id, true);
             if self.role == Role::PreCandidate {
-                self.request_votes(true);
+                self.request_votes(true, false);
             }
         } else {
-            self.start_election();
+            self.start_election(false);
         }
+    }
+
+    /// The leader handed leadership over (`TimeoutNow`): campaign now, skipping pre-vote —
+    /// the point is to win at once, and the leader that would make a pre-vote fail is the one
+    /// asking. The vote requests say so (`transfer`), so no lease refuses them.
+    pub(crate) fn campaign_transfer(&mut self) {
+        if self.can_campaign() {
+            self.start_election(true);
+        }
+    }
+
+    fn can_campaign(&self) -> bool {
+        if !self.is_voter() {
+            return false;
+        }
+        if self.term == Term(u64::MAX) {
+            // The next term does not exist; reusing this one could mean a second vote in it.
+            tracing::error!(node = %self.id, "term space exhausted; not campaigning");
+            return false;
+        }
+        true
     }
 
     /// The real election: bump the term, vote for ourselves, ask the others. Our own vote is
     /// counted once it is durable (see `on_persisted`).
-    pub(crate) fn start_election(&mut self) {
+    pub(crate) fn start_election(&mut self, transfer: bool) {
         self.become_candidate();
-        self.request_votes(false);
+        self.request_votes(false, transfer);
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
+    /// Whether this node would refuse to disturb a live leader it heard from lately: the hook
+    /// for CheckQuorum / leader leases (issue 8, thesis §4.2.3). A vote request for a later
+    /// term is ignored while this holds, unless it is marked `transfer` (the leader itself
+    /// asked for the election). Without leases it never holds.
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        false
+    }
+
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         let term = if pre_vote {
             self.term.next()
         } else {
@@ -47,6 +71,7 @@ impl<S: Storage> Raft<S> {
             pre_vote,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            transfer,
         };
         for to in self.peers().collect::<Vec<_>>() {
             self.send_with_term(to, term, MessageBody::RequestVote(v.clone()));
@@ -104,7 +129,7 @@ impl<S: Storage> Raft<S> {
         match self.conf.vote_result(|id| votes.get(&id).copied()) {
             VoteResult::Won => {
                 if self.role == Role::PreCandidate {
-                    self.start_election();
+                    self.start_election(false);
                     // A single-voter cluster wins as soon as its own vote is durable.
                 } else {
                     self.become_leader();

@@ -66,9 +66,21 @@ pub enum Error {
         /// The leader this node knows of, or [`NodeId::NONE`].
         leader: NodeId,
     },
-    /// The message's sender is not a member of the configuration.
-    #[error("message from unknown node {0}")]
+    /// The node named (a message's sender, a leadership transfer's target) is not a voter
+    /// of the configuration.
+    #[error("unknown node {0}: not a voter of the configuration")]
     UnknownPeer(NodeId),
+    /// [`crate::RawNode::transfer_leader`] named the leader itself.
+    #[error("cannot transfer leadership to the leader itself")]
+    TransferToSelf,
+    /// The leader is handing leadership over to `to` and accepts no proposals meanwhile:
+    /// retry on the new leader (or here, if the transfer is aborted after an election
+    /// timeout).
+    #[error("leadership transfer to {to} in progress: retry on the new leader")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
     /// The message is addressed to another node.
     #[error("message for node {to} delivered to node {me}")]
     WrongRecipient {

@@ -11,8 +11,10 @@
 //! replication with a pipelined, flow-controlled leader (probe / replicate progress), the
 //! follower's conflict hint that moves the leader's `next_index` back a whole term per round
 //! trip, the commit rule of §5.4.2, asynchronous persistence (the leader counts itself toward
-//! a quorum only for durable entries; followers answer only for durable entries) and ReadIndex
-//! reads batched into shared heartbeat rounds. Storage is read through the [`Storage`] trait;
+//! a quorum only for durable entries; followers answer only for durable entries), ReadIndex
+//! reads batched into shared heartbeat rounds, and leadership transfer
+//! ([`RawNode::transfer_leader`], thesis §3.10: the leader brings the target up to date, then
+//! tells it to campaign at once with `TimeoutNow`). Storage is read through the [`Storage`] trait;
 //! [`MemStorage`] implements it in memory.
 //!
 //! See [`RawNode`] for a runnable example.
@@ -34,6 +36,7 @@ mod replication;
 mod rng;
 mod snapshot;
 mod storage;
+mod transfer;
 mod types;
 mod validate;
 pub mod wire;
@@ -43,7 +46,7 @@ pub use error::{ConfigError, Error, Result, StorageError};
 pub use message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
     InstallSnapshot, Message, MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote,
-    RequestVoteResponse,
+    RequestVoteResponse, TimeoutNow,
 };
 pub use progress::ProgressState;
 pub use raw_node::{PeerStatus, RawNode, Ready, Status};

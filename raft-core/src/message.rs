@@ -43,6 +43,9 @@ pub enum MessageBody {
     /// data is staged; the follower answers with an [`MessageBody::AppendEntriesResponse`]
     /// once the snapshot is durable.
     InstallSnapshot(InstallSnapshot),
+    /// The leader tells a follower that holds its whole log to start an election at once,
+    /// skipping pre-vote: the last step of a leadership transfer (thesis §3.10).
+    TimeoutNow(TimeoutNow),
 }
 
 impl MessageBody {
@@ -50,6 +53,7 @@ impl MessageBody {
     pub fn name(&self) -> &'static str {
         match self {
             MessageBody::RequestVote(v) if v.pre_vote => "PreVote",
+            MessageBody::RequestVote(v) if v.transfer => "TransferVote",
             MessageBody::RequestVote(_) => "RequestVote",
             MessageBody::RequestVoteResponse(v) if v.pre_vote => "PreVoteResponse",
             MessageBody::RequestVoteResponse(_) => "RequestVoteResponse",
@@ -60,6 +64,7 @@ impl MessageBody {
             MessageBody::ReadIndex(_) => "ReadIndex",
             MessageBody::ReadIndexResponse(_) => "ReadIndexResponse",
             MessageBody::InstallSnapshot(_) => "InstallSnapshot",
+            MessageBody::TimeoutNow(_) => "TimeoutNow",
         }
     }
 }
@@ -74,6 +79,11 @@ pub struct RequestVote {
     pub last_log_index: LogIndex,
     /// Term of the candidate's last entry (§5.4.1).
     pub last_log_term: Term,
+    /// The candidate campaigns because the leader handed leadership over to it
+    /// ([`MessageBody::TimeoutNow`]). Such a request is never refused for reasons meant to
+    /// protect a healthy leader (a leader lease), since that leader asked for it. Never set
+    /// on a pre-vote.
+    pub transfer: bool,
 }
 
 /// A vote answer.
@@ -158,3 +168,7 @@ pub struct InstallSnapshot {
     /// Where the snapshot stands in the log.
     pub meta: SnapshotMeta,
 }
+
+/// The leader's request to start an election now (leadership transfer, thesis §3.10).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimeoutNow {}

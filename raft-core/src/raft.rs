@@ -15,6 +15,7 @@ use crate::quorum::JointConfig;
 use crate::read_index::{ReadOnly, ReadState};
 use crate::rng::Rng;
 use crate::storage::Storage;
+use crate::transfer::LeaderTransfer;
 use crate::types::{HardState, LogIndex, NodeId, Role, SoftState, Term};
 
 pub(crate) struct Raft<S> {
@@ -50,6 +51,8 @@ pub(crate) struct Raft<S> {
     pub(crate) broadcast_pending: bool,
     /// The last hard state known durable.
     pub(crate) durable_hard_state: HardState,
+    /// The leadership transfer this leader is running, if any.
+    pub(crate) transfer: Option<LeaderTransfer>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -85,6 +88,7 @@ impl<S: Storage> Raft<S> {
             forwarded_reads: Vec::new(),
             broadcast_pending: false,
             durable_hard_state: hs,
+            transfer: None,
         };
         r.reset_timers();
         info!(node = %r.id, term = %r.term, commit = %r.log.committed,
@@ -141,6 +145,7 @@ impl<S: Storage> Raft<S> {
         self.votes.clear();
         self.progress.clear();
         self.broadcast_pending = false;
+        self.transfer = None;
         self.reset_timers();
         self.fail_pending_reads();
     }
@@ -234,6 +239,7 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn tick(&mut self) {
         match self.role {
             Role::Leader => {
+                self.tick_transfer();
                 self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
                 if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;
@@ -260,6 +266,13 @@ impl<S: Storage> Raft<S> {
                 // A pre-vote does not change anybody's term (§9.6); a granted pre-vote answer
                 // echoes the term we would campaign in.
                 MessageBody::RequestVote(v) if v.pre_vote => {}
+                // Leader lease (CheckQuorum, thesis §4.2.3): a node that heard from a live
+                // leader lately ignores vote requests, unless that leader asked for them.
+                MessageBody::RequestVote(v) if !v.transfer && self.in_leader_lease() => {
+                    debug!(node = %self.id, term = %self.term, from = %m.from, msg_term = %m.term,
+                           "vote request ignored: the leader's lease holds");
+                    return Ok(());
+                }
                 MessageBody::RequestVoteResponse(v) if v.pre_vote && v.granted => {}
                 MessageBody::AppendEntries(_)
                 | MessageBody::Heartbeat(_)
@@ -324,6 +337,7 @@ impl<S: Storage> Raft<S> {
                     self.handle_install_snapshot(m.from, s.meta);
                 }
             }
+            MessageBody::TimeoutNow(_) => self.handle_timeout_now(m.from),
         }
         Ok(())
     }

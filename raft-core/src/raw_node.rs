@@ -157,6 +157,9 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// Per-peer replication state (leader only).
     pub peers: Vec<PeerStatus>,
+    /// The target of the leadership transfer this leader is running (proposals are refused
+    /// meanwhile), if any.
+    pub transferring: Option<NodeId>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -208,13 +211,40 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// Hands leadership over to `target`, a voter (thesis §3.10). The leader stops accepting
+    /// proposals ([`Error::TransferInProgress`]), brings `target` up to date and then tells
+    /// it to campaign at once ([`crate::MessageBody::TimeoutNow`]); `target` wins the election
+    /// of the next term and this node steps down. If that has not happened within one
+    /// election timeout (`election_ticks` ticks) the transfer is abandoned and proposals are
+    /// accepted again; [`Status::transferring`] shows a transfer in progress.
+    ///
+    /// A second call for the same target while its transfer runs changes nothing; a call for
+    /// another target replaces it (and restarts the timeout).
+    ///
+    /// Errors: [`Error::NotLeader`] on a non-leader, [`Error::TransferToSelf`] for the leader
+    /// itself, [`Error::UnknownPeer`] for a node that is not a voter.
+    ///
+    /// ```
+    /// use raft_core::{Config, ConfState, Error, MemStorage, NodeId, RawNode};
+    ///
+    /// let store = MemStorage::new(ConfState::new([NodeId(1), NodeId(2)]));
+    /// let mut node = RawNode::new(&Config::new(NodeId(1)), store).unwrap();
+    /// // Only a leader can hand leadership over.
+    /// assert!(matches!(node.transfer_leader(NodeId(2)), Err(Error::NotLeader { .. })));
+    /// ```
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<()> {
+        self.raft.transfer_leader(target)
+    }
+
     /// Handles a message from a peer.
     pub fn step(&mut self, m: Message) -> Result<()> {
         self.raft.step(m)
     }
 
     /// Proposes one entry; returns its `(index, term)`. It is committed when an entry at that
-    /// index with that term is handed out in `committed_entries`.
+    /// index with that term is handed out in `committed_entries`. Fails with
+    /// [`Error::NotLeader`] on a non-leader and [`Error::TransferInProgress`] while this leader
+    /// hands leadership over: retry on the new leader.
     pub fn propose(&mut self, data: Bytes) -> Result<(LogIndex, Term)> {
         self.raft.propose(vec![data])
     }
@@ -427,6 +457,7 @@ impl<S: Storage> RawNode<S> {
                     state: p.state,
                 })
                 .collect(),
+            transferring: r.transfer.map(|t| t.target),
         }
     }
 

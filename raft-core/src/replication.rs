@@ -34,6 +34,10 @@ impl<S: Storage> Raft<S> {
                 leader: self.leader,
             });
         }
+        if let Some(t) = self.transfer {
+            // The target must catch up with a log that stops growing (thesis §3.10).
+            return Err(Error::TransferInProgress { to: t.target });
+        }
         let mut index = self.log.last_index();
         let entries = data
             .into_iter()
@@ -185,6 +189,7 @@ impl<S: Storage> Raft<S> {
                 }
                 // Keep the pipeline full, and tell the follower the commit index if it moved.
                 self.send_append(from, Send::IfNewOrCommit);
+                self.maybe_send_timeout_now_to(from, false);
             }
             Some(hint) => {
                 // We never sent an append whose prev_log_index is beyond our log.
@@ -253,6 +258,8 @@ impl<S: Storage> Raft<S> {
         pr.matched_at_last_heartbeat = pr.matched;
         if pr.matched < last {
             self.send_append(from, mode);
+        } else {
+            self.maybe_send_timeout_now_to(from, true);
         }
     }
 

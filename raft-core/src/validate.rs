@@ -30,6 +30,9 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
         MessageBody::RequestVote(v) if v.last_log_term > m.term => {
             return bad("last log term above the message term");
         }
+        MessageBody::RequestVote(v) if v.pre_vote && v.transfer => {
+            return bad("a pre-vote cannot be a leadership transfer's vote");
+        }
         MessageBody::AppendEntries(a) => {
             if a.prev_log_term > m.term {
                 return bad("prev log term above the message term");

@@ -14,8 +14,9 @@
 //!                AppendEntries append_entries = 12; AppendEntriesResponse append_entries_response = 13;
 //!                Heartbeat heartbeat = 14; HeartbeatResponse heartbeat_response = 15;
 //!                ReadIndexRequest read_index = 16; ReadIndexResponse read_index_response = 17;
-//!                InstallSnapshot install_snapshot = 18; } }
-//! message RequestVote { bool pre_vote = 1; uint64 last_log_index = 2; uint64 last_log_term = 3; }
+//!                InstallSnapshot install_snapshot = 18; TimeoutNow timeout_now = 19; } }
+//! message RequestVote { bool pre_vote = 1; uint64 last_log_index = 2; uint64 last_log_term = 3;
+//!                       bool transfer = 4; }
 //! message RequestVoteResponse { bool pre_vote = 1; bool granted = 2; }
 //! message Entry { uint64 term = 1; uint64 index = 2; uint32 kind = 3; bytes data = 4; }  // kind: 0 normal, 1 noop
 //! message AppendEntries { uint64 prev_log_index = 1; uint64 prev_log_term = 2;
@@ -27,6 +28,7 @@
 //! message ReadIndexRequest { bytes ctx = 1; }
 //! message ReadIndexResponse { bytes ctx = 1; optional uint64 index = 2; }
 //! message InstallSnapshot { uint64 index = 1; uint64 term = 2; repeated uint64 voters = 3; }
+//! message TimeoutNow { }
 //! ```
 //!
 //! Unknown fields are skipped, so fields can be added compatibly; a body of a kind this version
@@ -53,7 +55,7 @@ use prost::Message as _;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
     InstallSnapshot, Message, MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote,
-    RequestVoteResponse,
+    RequestVoteResponse, TimeoutNow,
 };
 use crate::types::{ConfState, Entry, EntryKind, LogIndex, NodeId, SnapshotMeta, Term};
 
@@ -103,7 +105,7 @@ struct PbMessage {
     to: u64,
     #[prost(uint64, tag = "3")]
     term: u64,
-    #[prost(oneof = "PbBody", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18")]
+    #[prost(oneof = "PbBody", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19")]
     body: Option<PbBody>,
 }
 
@@ -127,7 +129,12 @@ enum PbBody {
     ReadIndexResponse(PbReadIndexResponse),
     #[prost(message, tag = "18")]
     InstallSnapshot(PbInstallSnapshot),
+    #[prost(message, tag = "19")]
+    TimeoutNow(PbTimeoutNow),
 }
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbTimeoutNow {}
 
 #[derive(Clone, PartialEq, ::prost::Message)]
 struct PbInstallSnapshot {
@@ -147,6 +154,8 @@ struct PbRequestVote {
     last_log_index: u64,
     #[prost(uint64, tag = "3")]
     last_log_term: u64,
+    #[prost(bool, tag = "4")]
+    transfer: bool,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -234,6 +243,7 @@ impl From<&Message> for PbMessage {
                 pre_vote: v.pre_vote,
                 last_log_index: v.last_log_index.get(),
                 last_log_term: v.last_log_term.get(),
+                transfer: v.transfer,
             }),
             MessageBody::RequestVoteResponse(v) => {
                 PbBody::RequestVoteResponse(PbRequestVoteResponse {
@@ -275,6 +285,7 @@ impl From<&Message> for PbMessage {
                 term: s.meta.term.get(),
                 voters: s.meta.conf_state.voters.iter().map(|v| v.get()).collect(),
             }),
+            MessageBody::TimeoutNow(TimeoutNow {}) => PbBody::TimeoutNow(PbTimeoutNow {}),
         };
         PbMessage {
             from: m.from.get(),
@@ -310,6 +321,7 @@ impl TryFrom<PbMessage> for Message {
                 pre_vote: v.pre_vote,
                 last_log_index: LogIndex(v.last_log_index),
                 last_log_term: Term(v.last_log_term),
+                transfer: v.transfer,
             }),
             PbBody::RequestVoteResponse(v) => {
                 MessageBody::RequestVoteResponse(RequestVoteResponse {
@@ -355,6 +367,7 @@ impl TryFrom<PbMessage> for Message {
                     conf_state: ConfState::new(s.voters.into_iter().map(NodeId)),
                 },
             }),
+            PbBody::TimeoutNow(PbTimeoutNow {}) => MessageBody::TimeoutNow(TimeoutNow {}),
         };
         Ok(Message {
             from: NodeId(m.from),

@@ -58,6 +58,7 @@ enum BodySpec {
         pre_vote: bool,
         last_index: IdxSpec,
         last_term: TermSpec,
+        transfer: bool,
     },
     VoteResponse {
         pre_vote: bool,
@@ -89,6 +90,7 @@ enum BodySpec {
         ctx: u8,
         index: Option<IdxSpec>,
     },
+    TimeoutNow,
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +112,8 @@ enum Action {
     Propose(u8),
     ReadIndex(u8),
     Campaign,
+    /// Leadership transfer to this node id.
+    TransferLeader(u64),
     Ready,
     /// Makes the oldest pending ready durable.
     Persist,
@@ -162,13 +166,14 @@ fn body_spec() -> impl Strategy<Value = BodySpec> {
         any::<u8>(),
     );
     prop_oneof![
-        2 => (any::<bool>(), idx_spec(), log_term_spec()).prop_map(|(pre_vote, last_index, last_term)| {
-            BodySpec::Vote {
+        2 => (any::<bool>(), idx_spec(), log_term_spec(), prop::bool::weighted(0.2)).prop_map(
+            |(pre_vote, last_index, last_term, transfer)| BodySpec::Vote {
                 pre_vote,
                 last_index,
                 last_term,
+                transfer,
             }
-        }),
+        ),
         2 => (any::<bool>(), any::<bool>())
             .prop_map(|(pre_vote, granted)| BodySpec::VoteResponse { pre_vote, granted }),
         6 => (
@@ -195,6 +200,7 @@ fn body_spec() -> impl Strategy<Value = BodySpec> {
         1 => (0u8..4).prop_map(|ctx| BodySpec::ReadIndex { ctx }),
         1 => (0u8..4, proptest::option::of(idx_spec()))
             .prop_map(|(ctx, index)| BodySpec::ReadIndexResponse { ctx, index }),
+        1 => Just(BodySpec::TimeoutNow),
     ]
 }
 
@@ -225,6 +231,7 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (1u8..4).prop_map(Action::Propose),
         2 => (0u8..4).prop_map(Action::ReadIndex),
         2 => Just(Action::Campaign),
+        2 => prop_oneof![4 => 2u64..=3, 1 => Just(1u64), 1 => Just(4u64)].prop_map(Action::TransferLeader),
         12 => Just(Action::Ready),
         6 => Just(Action::Persist),
         4 => Just(Action::PersistAll),
@@ -356,12 +363,14 @@ impl Harness {
                 pre_vote,
                 last_index,
                 last_term,
+                transfer,
             } => {
                 let last_log_index = self.idx(last_index);
                 MessageBody::RequestVote(RequestVote {
                     pre_vote: *pre_vote,
                     last_log_index,
                     last_log_term: self.term(last_term, last_log_index),
+                    transfer: *transfer,
                 })
             }
             BodySpec::VoteResponse { pre_vote, granted } => {
@@ -450,6 +459,7 @@ impl Harness {
                     index: index.as_ref().map(|i| self.idx(i)),
                 })
             }
+            BodySpec::TimeoutNow => MessageBody::TimeoutNow(raft_core::TimeoutNow {}),
         };
         Message {
             from: NodeId(s.from),
@@ -531,9 +541,24 @@ impl Harness {
                 let data = (0..*n).map(|k| Bytes::from(vec![k; 5])).collect();
                 let r = self.node.propose_batch(data);
                 let leader = self.last.role == Role::Leader;
-                assert_eq!(r.is_ok(), leader, "propose as {:?}: {r:?}", self.last.role);
+                let transferring = self.last.transferring;
+                assert_eq!(
+                    r.is_ok(),
+                    leader && transferring.is_none(),
+                    "propose as {:?}: {r:?}",
+                    self.last.role
+                );
                 if let Err(e) = r {
-                    assert!(matches!(e, Error::NotLeader { .. }), "{e}");
+                    match transferring {
+                        Some(t) => {
+                            assert!(
+                                matches!(e, Error::TransferInProgress { to } if to == t),
+                                "{e}"
+                            );
+                            self.saw("proposal refused during transfer");
+                        }
+                        None => assert!(matches!(e, Error::NotLeader { .. }), "{e}"),
+                    }
                 }
                 self.check();
             }
@@ -547,6 +572,23 @@ impl Harness {
             }
             Action::Campaign => {
                 self.node.campaign();
+                self.check();
+            }
+            Action::TransferLeader(to) => {
+                let to = NodeId(*to);
+                let r = self.node.transfer_leader(to);
+                match r {
+                    Ok(()) => {
+                        assert_eq!(self.last.role, Role::Leader);
+                        assert!(PEERS.contains(&to), "transfer to {to} accepted");
+                        assert_eq!(self.node.status().transferring, Some(to));
+                        self.saw("transfer started");
+                    }
+                    Err(Error::NotLeader { .. }) => assert_ne!(self.last.role, Role::Leader),
+                    Err(Error::TransferToSelf) => assert_eq!(to, ME),
+                    Err(Error::UnknownPeer(p)) => assert!(p == to && !PEERS.contains(&to)),
+                    Err(e) => panic!("unexpected error from transfer_leader: {e}"),
+                }
                 self.check();
             }
             Action::Ready => self.ready(),
@@ -645,6 +687,10 @@ impl Harness {
             }
         } else {
             assert!(st.peers.is_empty());
+            assert_eq!(st.transferring, None, "a transfer outlives leadership");
+        }
+        if let Some(t) = st.transferring {
+            assert!(PEERS.contains(&t), "transfer to {t}");
         }
         if st.role == Role::Leader && prev.role != Role::Leader {
             self.saw("became leader");
@@ -785,7 +831,7 @@ impl Harness {
         }
     }
 
-    fn check_outgoing(&self, m: &Message, st: &Status) {
+    fn check_outgoing(&mut self, m: &Message, st: &Status) {
         assert_eq!(m.from, ME);
         assert!(PEERS.contains(&m.to), "message to {}", m.to);
         assert_ne!(m.term, Term(0), "{m:?}");
@@ -810,7 +856,14 @@ impl Harness {
                 }
             }
             MessageBody::Heartbeat(h) => assert!(h.commit <= st.commit),
-            MessageBody::RequestVote(v) => assert!(v.last_log_term <= m.term),
+            MessageBody::RequestVote(v) => {
+                assert!(v.last_log_term <= m.term);
+                assert!(!(v.pre_vote && v.transfer), "{m:?}");
+                if v.transfer {
+                    self.saw("transfer campaign");
+                }
+            }
+            MessageBody::TimeoutNow(_) => self.saw("TimeoutNow sent"),
             _ => {}
         }
         let bytes = wire::encode(m);
@@ -966,6 +1019,9 @@ fn generator_reaches_the_interesting_cases() {
         "read state",
         "failed read",
         "restart",
+        "transfer started",
+        "proposal refused during transfer",
+        "TimeoutNow sent",
     ] {
         assert!(seen.contains_key(what), "never saw {what}: {seen:?}");
     }
@@ -1165,6 +1221,7 @@ fn term_max_is_refused_and_never_reused() {
             pre_vote: false,
             last_log_index: LogIndex(0),
             last_log_term: Term(0),
+            transfer: false,
         }),
     };
     let mut node = node_at(1, false);

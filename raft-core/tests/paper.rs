@@ -211,6 +211,7 @@ fn vote_request(from: u64, term: u64, last_index: u64, last_term: u64) -> Messag
             pre_vote: false,
             last_log_index: LogIndex(last_index),
             last_log_term: Term(last_term),
+            transfer: false,
         }),
     }
 }

@@ -8,12 +8,14 @@
 //! - `campaign id=N`, `tick id=N [n=K]`, `tick-heartbeat id=N`, `tick-all [n=K]` (each round
 //!   ticks every live node, then stabilizes);
 //! - `propose id=N [count=K] [data=S]` (one batch), `read-index id=N ctx=(A,B)` (together);
+//! - `transfer-leader id=N to=M`: node N hands leadership over to M (prints the error, if any);
 //! - `deliver [n=K]`: deliver the next K queued messages;
 //! - `stabilize [quiet]`: deliver messages and persist until idle; prints each message, or with
 //!   `quiet` only a count;
 //! - `isolate id=N`, `partition` (input: one group per line), `heal`, `crash id=N`,
 //!   `restart id=N`;
-//! - `status`, `log id=N`, `reads id=N`, `safety`.
+//! - `status` (a leader running a transfer shows `transferring=M`), `log id=N`, `reads id=N`,
+//!   `safety`.
 
 mod support;
 
@@ -71,8 +73,16 @@ fn status(net: &Net) -> String {
             Some(r) => {
                 let s = r.status();
                 out.push_str(&format!(
-                    "{}: {:?} term={} leader={} commit={} applied={} last={}\n",
-                    s.id, s.role, s.term, s.leader, s.commit, s.applied, s.last_index
+                    "{}: {:?} term={} leader={} commit={} applied={} last={}{}\n",
+                    s.id,
+                    s.role,
+                    s.term,
+                    s.leader,
+                    s.commit,
+                    s.applied,
+                    s.last_index,
+                    s.transferring
+                        .map_or(String::new(), |t| format!(" transferring={t}"))
                 ));
             }
         }
@@ -131,6 +141,12 @@ fn run(net: &mut Option<Net>, tc: &TestCase) -> String {
                 Ok((index, term)) => format!("proposed up to index {index} term {term}\n"),
                 Err(e) => format!("error: {e}\n"),
             };
+        }
+        "transfer-leader" => {
+            let to: u64 = arg(tc, "to").expect("to=M");
+            if let Err(e) = net.transfer_leader(id(tc), to) {
+                return format!("error: {e}\n");
+            }
         }
         "read-index" => {
             let ctxs: Vec<&[u8]> = tc.args["ctx"].iter().map(|c| c.as_bytes()).collect();

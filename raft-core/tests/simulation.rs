@@ -1,18 +1,25 @@
 //! Deterministic simulation: 3- and 5-node clusters on a network that drops, duplicates,
 //! delays and reorders messages, with partitions, crashes (losing everything not durable)
-//! and random client proposals. Every step is checked by `support::Checker`; at the end all
-//! faults heal and the cluster must elect a leader and commit within a bounded time.
+//! and random client proposals. Half the seeds also ask the leader to hand leadership over to
+//! a random node now and then (thesis §3.10). Every step is checked by `support::Checker`
+//! (plus, for transfers: a leader refuses proposals exactly while it runs one, and never runs
+//! one longer than an election timeout); at the end all faults heal and the cluster must
+//! elect a leader and commit within a bounded time.
 //!
 //! `SIM_SEEDS=N` runs N seeds (default 4000, split over the 3- and 5-node tests);
 //! `SIM_SEED=S` replays one seed.
 
 mod support;
 
+use std::cell::Cell;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
-use raft_core::{ConfState, Config, LogIndex, MemStorage, Message, MessageBody, NodeId, Term};
+use raft_core::{
+    ConfState, Config, Error, LogIndex, MemStorage, Message, MessageBody, NodeId, Role, Term,
+};
 use support::{Checker, SimNode};
 
 /// SplitMix64: the simulation's only randomness.
@@ -54,6 +61,8 @@ enum Event {
 }
 
 const TICK: u64 = 10;
+/// The nodes' election timeout T, in ticks.
+const ELECTION_TICKS: u32 = 10;
 
 struct Sim {
     rng: Rng,
@@ -71,6 +80,10 @@ struct Sim {
     next_value: u64,
     /// The committed index last checked for quorum durability.
     commit_checked: u64,
+    /// Leadership transfers started: (leader, its term) -> (target, start time).
+    transfers: BTreeMap<(NodeId, Term), (NodeId, u64)>,
+    /// Transfers whose outcome is not known yet: (target, the old leader's term, start time).
+    transfer_watch: Vec<(NodeId, Term, u64)>,
 }
 
 impl Sim {
@@ -80,7 +93,7 @@ impl Sim {
             .map(|i| {
                 let mut c = Config::new(NodeId(i));
                 c.seed = seed;
-                c.election_ticks = 10;
+                c.election_ticks = ELECTION_TICKS;
                 c.heartbeat_ticks = 2;
                 // Vary flow control per seed: one entry per message exposes the most
                 // interleavings (e.g. Figure 8: a quorum holding an old entry but not the new
@@ -106,6 +119,8 @@ impl Sim {
             proposals: Vec::new(),
             next_value: 0,
             commit_checked: 0,
+            transfers: BTreeMap::new(),
+            transfer_watch: Vec::new(),
         };
         s.schedule(TICK, Event::Tick);
         s
@@ -123,7 +138,7 @@ impl Sim {
             return;
         };
         if ok {
-            SNAPSHOTS_DELIVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bump(&SNAPSHOTS_DELIVERED);
         }
         if let Some(raw) = self.nodes.get_mut(&m.from).and_then(|n| n.raw.as_mut()) {
             raw.report_snapshot(m.to, s.meta.index, ok);
@@ -176,6 +191,7 @@ impl Sim {
                         self.settle(id);
                     }
                 }
+                self.check_transfers();
                 self.schedule(TICK, Event::Tick);
             }
             Event::Deliver(m) => {
@@ -259,10 +275,95 @@ impl Sim {
         let Some(raw) = n.raw.as_mut() else { return };
         self.next_value += 1;
         let data = Bytes::from(format!("v{}-{}", id, self.next_value));
-        if let Ok((index, term)) = raw.propose(data.clone()) {
-            self.proposals.push((id, index, term, data));
+        let st = raw.status();
+        match raw.propose(data.clone()) {
+            Ok((index, term)) => {
+                if st.transferring.is_some() {
+                    self.checker
+                        .violations
+                        .push(format!("node {id} accepted a proposal during a transfer"));
+                }
+                self.proposals.push((id, index, term, data));
+            }
+            Err(Error::TransferInProgress { to }) => {
+                if st.role != Role::Leader || st.transferring != Some(to) {
+                    self.checker.violations.push(format!(
+                        "node {id} refused a proposal for a transfer to {to} it does not run: {st:?}"
+                    ));
+                }
+            }
+            Err(Error::NotLeader { .. }) if st.role != Role::Leader => {}
+            Err(e) => self
+                .checker
+                .violations
+                .push(format!("node {id}: unexpected proposal error {e}")),
         }
         self.settle(id);
+    }
+
+    /// Asks the leader (if any) to hand leadership over to a random node (itself included,
+    /// which must fail with a typed error).
+    fn transfer(&mut self) {
+        let Some(l) = self.leader() else { return };
+        let to = self.random_node();
+        let raw = self.nodes.get_mut(&l).unwrap().raw();
+        let before = raw.status();
+        match raw.transfer_leader(to) {
+            Ok(()) => {
+                // A transfer to the target already running is left alone; otherwise the
+                // transfer (re)starts now.
+                if before.transferring != Some(to) {
+                    bump(&TRANSFERS_STARTED);
+                    self.transfers.insert((l, before.term), (to, self.now));
+                    self.transfer_watch.push((to, before.term, self.now));
+                }
+            }
+            Err(Error::TransferToSelf) if to == l => {}
+            Err(e) => self
+                .checker
+                .violations
+                .push(format!("leader {l}: transfer to {to} failed: {e}")),
+        }
+        self.settle(l);
+    }
+
+    /// After each tick: no leader runs a transfer it was not asked for, or one older than an
+    /// election timeout; and count the transfers whose target became leader.
+    fn check_transfers(&mut self) {
+        for n in self.nodes.values() {
+            let Some(st) = n.raw.as_ref().map(|r| r.status()) else {
+                continue;
+            };
+            let Some(to) = st.transferring else { continue };
+            match self.transfers.get(&(st.id, st.term)) {
+                Some(&(t, start)) if t == to => {
+                    if self.now - start >= u64::from(ELECTION_TICKS) * TICK {
+                        self.checker.violations.push(format!(
+                            "leader {} still transfers to {to} {} ticks after starting",
+                            st.id,
+                            (self.now - start) / TICK
+                        ));
+                    }
+                }
+                _ => self.checker.violations.push(format!(
+                    "leader {} transfers to {to} unasked in term {}",
+                    st.id, st.term
+                )),
+            }
+        }
+        let now = self.now;
+        let nodes = &self.nodes;
+        self.transfer_watch.retain(|&(to, term, start)| {
+            let won = nodes[&to]
+                .raw
+                .as_ref()
+                .map(|r| r.status())
+                .is_some_and(|st| st.role == Role::Leader && st.term > term);
+            if won {
+                bump(&TRANSFERS_COMPLETED);
+            }
+            !won && now - start < 2 * u64::from(ELECTION_TICKS) * TICK
+        });
     }
 
     fn crash(&mut self, id: NodeId) {
@@ -425,6 +526,9 @@ impl Sim {
 /// One randomized run: faults for a while, then heal and check.
 fn run_seed(seed: u64, nodes: u64) -> Result<usize, String> {
     let mut s = Sim::new(seed, nodes);
+    // Seeds 0, 1 (mod 4) ask for leadership transfers; 2, 3 do not (the 3- and 5-node tests
+    // take one parity each).
+    let transfers = seed % 4 < 2;
     let mut down = 0usize;
     for _round in 0..400 {
         // Change the weather now and then.
@@ -459,6 +563,7 @@ fn run_seed(seed: u64, nodes: u64) -> Result<usize, String> {
                     down += 1;
                 }
             }
+            7 if transfers => s.transfer(),
             _ => {
                 for _ in 0..s.rng.below(4) {
                     let target = if s.rng.chance(0.8) { s.leader() } else { None };
@@ -528,14 +633,31 @@ fn run_each(
     acked
 }
 
-/// InstallSnapshot messages delivered in this test process (the runs must exercise §7).
-static SNAPSHOTS_DELIVERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+// Counters of what the runs exercised, per test thread: each test runs its seeds on one
+// thread, so the figures of tests running in parallel do not mix.
+thread_local! {
+    /// InstallSnapshot messages delivered (the runs must exercise §7).
+    static SNAPSHOTS_DELIVERED: Cell<usize> = const { Cell::new(0) };
+    /// Leadership transfers started, and those whose target then became leader.
+    static TRANSFERS_STARTED: Cell<usize> = const { Cell::new(0) };
+    static TRANSFERS_COMPLETED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn bump(counter: &'static std::thread::LocalKey<Cell<usize>>) {
+    counter.with(|c| c.set(c.get() + 1));
+}
 
 fn run_seeds(test: &str, parity: u64, nodes: u64) {
     let seeds = seeds(4000, parity);
-    let before = SNAPSHOTS_DELIVERED.load(std::sync::atomic::Ordering::Relaxed);
+    let before = SNAPSHOTS_DELIVERED.with(Cell::get);
+    let (started0, completed0) = (
+        TRANSFERS_STARTED.with(Cell::get),
+        TRANSFERS_COMPLETED.with(Cell::get),
+    );
     let acked = run_each(test, &seeds, |seed| run_seed(seed, nodes));
-    let snapshots = SNAPSHOTS_DELIVERED.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let snapshots = SNAPSHOTS_DELIVERED.with(Cell::get) - before;
+    let started = TRANSFERS_STARTED.with(Cell::get) - started0;
+    let completed = TRANSFERS_COMPLETED.with(Cell::get) - completed0;
     let count = seeds.len();
     // The runs must do real work: clients see most proposals committed, and followers that
     // fell behind a compaction catch up by snapshot.
@@ -547,9 +669,14 @@ fn run_seeds(test: &str, parity: u64, nodes: u64) {
         count < 200 || snapshots > 0,
         "no snapshot was installed in {count} seeds"
     );
+    assert!(
+        count < 200 || completed > 0,
+        "no leadership transfer completed in {count} seeds ({started} started)"
+    );
     println!(
         "{count} seeds passed ({nodes} nodes), {acked} acknowledged proposals checked, \
-         {snapshots} snapshots delivered"
+         {snapshots} snapshots delivered, {started} leadership transfers started, \
+         {completed} completed"
     );
 }
 

@@ -6,7 +6,7 @@ use raft_core::wire::{self, WireError};
 use raft_core::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Entry, EntryKind, Heartbeat,
     HeartbeatResponse, LogIndex, Message, MessageBody, NodeId, ReadIndexRequest, ReadIndexResponse,
-    RequestVote, RequestVoteResponse, Term,
+    RequestVote, RequestVoteResponse, Term, TimeoutNow,
 };
 
 fn msg(body: MessageBody) -> Message {
@@ -54,11 +54,19 @@ fn samples() -> Vec<Message> {
             pre_vote: false,
             last_log_index: LogIndex(5),
             last_log_term: Term(6),
+            transfer: false,
         }),
         MessageBody::RequestVote(RequestVote {
             pre_vote: true,
             last_log_index: LogIndex(0),
             last_log_term: Term(0),
+            transfer: false,
+        }),
+        MessageBody::RequestVote(RequestVote {
+            pre_vote: false,
+            last_log_index: LogIndex(5),
+            last_log_term: Term(6),
+            transfer: true,
         }),
         MessageBody::RequestVoteResponse(RequestVoteResponse {
             pre_vote: false,
@@ -113,6 +121,7 @@ fn samples() -> Vec<Message> {
                 conf_state: raft_core::ConfState::new([NodeId(1), NodeId(2), NodeId(3)]),
             },
         }),
+        MessageBody::TimeoutNow(TimeoutNow {}),
     ]
     .into_iter()
     .map(msg)
@@ -138,8 +147,9 @@ fn every_message_kind_round_trips() {
         assert_eq!(wire::decode(&bytes[..]).unwrap(), m, "from a slice");
         assert_eq!(wire::decode(bytes.clone()).unwrap(), m, "from Bytes");
     }
-    // Every MessageBody variant (pre-vote counted apart) appears in the samples.
-    assert_eq!(kinds.len(), 11, "{kinds:?}");
+    // Every MessageBody variant (pre-vote and transfer votes counted apart) appears in the
+    // samples.
+    assert_eq!(kinds.len(), 13, "{kinds:?}");
 }
 
 /// The encoding is a protocol between versions: pin the bytes so a changed tag or type
@@ -187,6 +197,53 @@ fn encoding_is_stable() {
         hex(&noop),
         "08 01 10 02 18 07 62 08 1a 06 08 07 10 01 18 01"
     );
+}
+
+/// The leadership transfer's messages: `TimeoutNow` is body field 19 (an empty message), the
+/// transfer flag is field 4 of `RequestVote`, and a vote without the flag encodes exactly as
+/// before the flag existed.
+#[test]
+fn transfer_encoding_is_stable() {
+    let hex = |m: &Message| {
+        let b = wire::encode(m);
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let timeout_now = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(3),
+        body: MessageBody::TimeoutNow(TimeoutNow {}),
+    };
+    // from=1, to=2, term=3, field 19 (timeout now, tag 0x9a 0x01) { }.
+    assert_eq!(hex(&timeout_now), "08 01 10 02 18 03 9a 01 00");
+    let vote = |transfer| {
+        msg(MessageBody::RequestVote(RequestVote {
+            pre_vote: false,
+            last_log_index: LogIndex(5),
+            last_log_term: Term(6),
+            transfer,
+        }))
+    };
+    // field 10 (vote) { last_log_index=5, last_log_term=6, transfer=1 }.
+    assert_eq!(
+        hex(&vote(true)),
+        "08 01 10 02 18 07 52 06 10 05 18 06 20 01"
+    );
+    // Without the flag: the bytes of a vote from before leadership transfer existed, so old
+    // and new nodes read each other's votes.
+    assert_eq!(hex(&vote(false)), "08 01 10 02 18 07 52 04 10 05 18 06");
+    // A TimeoutNow body with unknown fields inside still decodes (fields can be added).
+    let with_extra = [0x08, 1, 0x10, 2, 0x18, 3, 0x9a, 0x01, 0x02, 0x08, 0x05];
+    assert_eq!(wire::decode(&with_extra[..]).unwrap(), timeout_now);
+    // A TimeoutNow field of the wrong wire type is a typed decode error.
+    let wrong_type = [0x08, 1, 0x10, 2, 0x18, 3, 0x98, 0x01, 0x05];
+    assert!(matches!(
+        wire::decode(&wrong_type[..]),
+        Err(WireError::Decode(_))
+    ));
 }
 
 #[test]

@@ -136,6 +136,14 @@ impl Net {
         }
     }
 
+    /// Asks `id` to hand leadership over to `to`.
+    pub fn transfer_leader(&mut self, id: u64, to: u64) -> raft_core::Result<()> {
+        let raw = self.node(id).raw.as_mut().expect("node is up");
+        let r = raw.transfer_leader(NodeId(to));
+        self.settle(NodeId(id));
+        r
+    }
+
     pub fn campaign(&mut self, id: u64) {
         if let Some(raw) = self.node(id).raw.as_mut() {
             raw.campaign();
@@ -314,10 +322,11 @@ pub fn describe(m: &Message) -> String {
     use raft_core::MessageBody::*;
     let body = match &m.body {
         RequestVote(v) => format!(
-            "{} last={}/{}",
+            "{} last={}/{}{}",
             if v.pre_vote { "PreVote" } else { "Vote" },
             v.last_log_index,
-            v.last_log_term
+            v.last_log_term,
+            if v.transfer { " transfer" } else { "" }
         ),
         RequestVoteResponse(v) => format!(
             "{}Resp {}",
@@ -350,6 +359,7 @@ pub fn describe(m: &Message) -> String {
             "ReadIndexResp index={}",
             r.index.map_or("none".to_string(), |i| i.to_string())
         ),
+        TimeoutNow(_) => "TimeoutNow".to_string(),
         _ => "other".to_string(),
     };
     format!("{}->{} t{} {}", m.from, m.to, m.term, body)
