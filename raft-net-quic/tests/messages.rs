@@ -7,7 +7,7 @@ use bytes::Bytes;
 use raft_core::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Entry, Heartbeat, HeartbeatResponse,
     LogIndex, Message, MessageBody, NodeId, ReadIndexRequest, ReadIndexResponse, RequestVote,
-    RequestVoteResponse, Term,
+    RequestVoteResponse, Term, TimeoutNow,
 };
 use raft_net_quic::SendError;
 use raft_net_quic::certs::ClusterCa;
@@ -20,12 +20,21 @@ fn bodies() -> Vec<MessageBody> {
             pre_vote: true,
             last_log_index: LogIndex(5),
             last_log_term: Term(2),
+            transfer: false,
         }),
         MessageBody::RequestVote(RequestVote {
             pre_vote: false,
             last_log_index: LogIndex(5),
             last_log_term: Term(2),
+            transfer: false,
         }),
+        MessageBody::RequestVote(RequestVote {
+            pre_vote: false,
+            last_log_index: LogIndex(5),
+            last_log_term: Term(2),
+            transfer: true,
+        }),
+        MessageBody::TimeoutNow(TimeoutNow {}),
         MessageBody::RequestVoteResponse(RequestVoteResponse {
             pre_vote: false,
             granted: true,
