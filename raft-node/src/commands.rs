@@ -272,9 +272,23 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
             Ok(index) => Reply::Integer(index.0 as i64),
             Err(e) => Reply::err(format!("snapshot failed: {e}")),
         },
-        "raft.transfer" => Reply::err(
-            "leadership transfer is not available yet (it comes with the membership issue)",
-        ),
+        "raft.transfer" => {
+            let Some(to) = std::str::from_utf8(&a[0]).ok().and_then(|t| t.parse().ok()) else {
+                return Reply::err("value is not an integer or out of range");
+            };
+            let info = node.role();
+            if info.role != Role::Leader {
+                // Only the leader can hand over; say where it is.
+                return Reply::err(format!(
+                    "not the leader; send RAFT.TRANSFER to node {}",
+                    info.leader
+                ));
+            }
+            match node.transfer_leader(raft_core::NodeId(to)).await {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::err(format!("transfer failed: {e}")),
+            }
+        }
         _ => unknown_command(&[Bytes::copy_from_slice(name.as_bytes())]),
     }
 }

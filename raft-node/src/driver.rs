@@ -38,6 +38,10 @@ pub(crate) enum Input {
     Snapshot {
         reply: oneshot::Sender<Result<LogIndex, String>>,
     },
+    Transfer {
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// A report from a thread or task working beside the driver.
@@ -201,6 +205,13 @@ impl Driver {
                 self.snapshot_waiters.push(reply);
                 self.start_snapshot();
             }
+            Input::Transfer { to, reply } => {
+                let result = self.raw.transfer_leader(to).map_err(|e| e.to_string());
+                if result.is_ok() {
+                    tracing::info!(node = %self.raft_id(), to = %to, "leadership transfer started");
+                }
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -226,6 +237,10 @@ impl Driver {
             Err(e) => {
                 let err = match e {
                     raft_core::Error::NotLeader { leader } => RequestError::NotLeader { leader },
+                    // The leadership is moving to `to`: ask there once it leads.
+                    raft_core::Error::TransferInProgress { to } => {
+                        RequestError::NotLeader { leader: to }
+                    }
                     other => {
                         tracing::warn!(error = %other, "proposal refused");
                         RequestError::Dropped

@@ -210,6 +210,28 @@ impl NodeHandle {
             .map_err(|_| "the node is shutting down".to_string())?
     }
 
+    /// Moves the leadership to `to` (this node must lead) and waits until `to` leads, for at
+    /// most the request timeout.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.inputs
+            .send(Input::Transfer { to, reply })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())??;
+        let mut role = self.role.clone();
+        let done = role.wait_for(|r| r.leader == to);
+        match tokio::time::timeout(self.timeout, done).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("the node is shutting down".to_string()),
+            Err(_) => Err(format!(
+                "node {to} did not take over within {} ms (the transfer was abandoned)",
+                self.timeout.as_millis()
+            )),
+        }
+    }
+
     /// Waits for the role or leader to change, or fails at the deadline.
     async fn wait_for_change(
         &self,
