@@ -444,10 +444,14 @@ fn sigterm_exits_zero_and_no_leader_gets_tryagain() {
 /// returns what the connection got.
 fn term_with_write_in_flight(c: &mut Cluster, id: u64) -> std::io::Result<Reply> {
     let mut pending = c.client(id);
-    pending.set_timeout(Duration::from_secs(20));
     pending.send(&[b"SET", b"k", b"2"]).unwrap();
-    // The write waits for a quorum (or a leader) that is gone.
-    std::thread::sleep(Duration::from_millis(300));
+    // The write waits for a quorum (or a leader) that is gone: it must still be unanswered
+    // when the SIGTERM goes out, or this checks nothing.
+    pending.set_timeout(Duration::from_millis(300));
+    if let Ok(r) = pending.read_reply() {
+        panic!("node {id} answered the write before the SIGTERM: {r:?}");
+    }
+    pending.set_timeout(Duration::from_secs(20));
     let started = Instant::now();
     c.term(id);
     let reply = pending.read_reply();
@@ -489,6 +493,16 @@ fn sigterm_answers_in_flight_requests() {
     let fs = others(&c, leader);
     c.term(leader);
     c.term(fs[0]);
+    // Once the follower knows it has no leader, a write waits for one to appear.
+    let deadline = Instant::now() + CONVERGE;
+    while c.raft_info(fs[1])["leader_id"] != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "node {} still names a leader",
+            fs[1]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let on_follower = term_with_write_in_flight(&mut c, fs[1]);
 
     for (what, reply) in [("leader", on_leader), ("follower", on_follower)] {
