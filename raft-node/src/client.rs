@@ -1,27 +1,22 @@
-//! The client port: RESP2 over TCP, pipelined. Each connection reads requests as they come
-//! and runs up to [`MAX_IN_FLIGHT`] of them at once (so a pipeline of writes shares one
-//! replicated batch), while replies go out strictly in request order.
+//! The client port: RESP2 over TCP, pipelined. A connection takes every request that has
+//! arrived (up to [`MAX_BATCH`]) and runs them in order, as Redis does: consecutive writes go
+//! to the leader as one ordered batch, consecutive reads share one read barrier, and the
+//! replies go out in one write.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::commands::{After, CommandLimits, execute};
+use crate::commands::{After, CommandLimits, execute_pipeline};
 use crate::handle::NodeHandle;
 use crate::resp::{Limits, Reply, RequestParser};
 
-/// Requests of one connection executing at once; reading pauses beyond it.
-const MAX_IN_FLIGHT: usize = 1024;
-
-type Pending = Pin<Box<dyn Future<Output = (Reply, After)> + Send>>;
+/// Most requests of one connection executed together (a longer pipeline is taken in parts).
+const MAX_BATCH: usize = 1024;
 
 /// Settings of the client port.
 #[derive(Clone, Copy, Debug)]
@@ -33,14 +28,14 @@ pub struct ClientSettings {
 }
 
 /// Accepts connections until `stop` turns true; then every connection finishes the requests
-/// it has read, answers them and closes.
+/// it has read, answers them and closes. `open` counts the connections still open.
 pub async fn serve(
     listener: TcpListener,
     node: NodeHandle,
     settings: ClientSettings,
     mut stop: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let conn = tokio::select! {
             _ = stopped(&mut stop) => return,
@@ -89,64 +84,63 @@ async fn connection(
         max_bulk_bytes: settings.limits.max_request_bytes,
         ..Limits::default()
     });
-    let limits = settings.limits;
     let mut buf = BytesMut::with_capacity(16 << 10);
     let mut out = BytesMut::new();
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
-    // No more requests are read: EOF, QUIT, a protocol error or shutdown. What was read is
+    // No more requests are read: EOF, a protocol error or shutdown. What was read is
     // still answered.
     let mut closing = false;
     loop {
-        while !closing && pending.len() < MAX_IN_FLIGHT {
+        let mut requests = Vec::new();
+        let mut bad = None;
+        while requests.len() < MAX_BATCH {
             match parser.parse(&mut buf) {
-                Ok(Some(args)) => {
-                    let node = node.clone();
-                    pending.push_back(Box::pin(async move { execute(&node, &limits, args).await }));
-                }
+                Ok(Some(args)) => requests.push(args),
                 Ok(None) => break,
                 Err(e) => {
                     // Malformed RESP: this connection only is closed, after an error.
                     metrics::counter!("raft_client_protocol_errors_total").increment(1);
                     tracing::debug!(error = %e, "client protocol error");
-                    let reply = Reply::err(e.to_string());
-                    pending.push_back(Box::pin(async move { (reply, After::Close) }));
-                    closing = true;
+                    bad = Some(Reply::err(e.to_string()));
+                    break;
                 }
             }
         }
-        if closing && pending.is_empty() {
+        if !requests.is_empty() {
+            let mut close = false;
+            for (reply, after) in execute_pipeline(&node, &settings.limits, requests).await {
+                reply.encode(&mut out);
+                close |= after == After::Close;
+            }
+            if close {
+                wr.write_all(&out).await?;
+                break;
+            }
+        }
+        if let Some(reply) = bad {
+            reply.encode(&mut out);
+            wr.write_all(&out).await?;
             break;
         }
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+            out.clear();
+            // More may have been parsed-ready already: answer it before reading again.
+            continue;
+        }
+        if closing {
+            break;
+        }
+        // Keep the buffer from staying large after a big request.
+        if buf.is_empty() && buf.capacity() > 1 << 20 {
+            buf = BytesMut::with_capacity(16 << 10);
+        }
         tokio::select! {
-            read = rd.read_buf(&mut buf), if !closing && pending.len() < MAX_IN_FLIGHT => {
+            read = rd.read_buf(&mut buf) => {
                 if read? == 0 {
                     closing = true;
                 }
             }
-            Some((reply, after)) = pending.next(), if !pending.is_empty() => {
-                reply.encode(&mut out);
-                let mut close = after == After::Close;
-                // Everything else already answered goes out in the same write.
-                while !close {
-                    match futures_util::FutureExt::now_or_never(pending.next()) {
-                        Some(Some((reply, after))) => {
-                            reply.encode(&mut out);
-                            close = after == After::Close;
-                        }
-                        _ => break,
-                    }
-                }
-                wr.write_all(&out).await?;
-                out.clear();
-                if close {
-                    break;
-                }
-            }
-            _ = stopped(&mut stop), if !closing => closing = true,
-        }
-        // Keep the buffer from growing without bound between large requests.
-        if buf.is_empty() && buf.capacity() > 1 << 20 {
-            buf = BytesMut::with_capacity(16 << 10);
+            _ = stopped(&mut stop) => closing = true,
         }
     }
     wr.shutdown().await

@@ -58,38 +58,109 @@ fn arity(name: &str) -> Option<i32> {
     })
 }
 
-/// Runs one request (`args[0]` is the command name).
-pub async fn execute(
-    node: &NodeHandle,
-    limits: &CommandLimits,
-    args: Vec<Bytes>,
-) -> (Reply, After) {
+/// One request, checked and sorted by how it must run.
+enum Step {
+    /// Answered already (a bad request).
+    Done(Reply),
+    /// A write, replicated through the log.
+    Write(String, Command),
+    /// A read of the state machine, served after a read barrier.
+    Read(String, Vec<Bytes>),
+    /// Anything else (PING, INFO, RAFT.*, QUIT ...).
+    Other(String, Vec<Bytes>),
+}
+
+fn classify(limits: &CommandLimits, args: Vec<Bytes>) -> Step {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let Some(arity) = arity(&name) else {
         metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
             .increment(1);
-        return (unknown_command(&args), After::Continue);
+        return Step::Done(unknown_command(&args));
     };
     let n = args.len() as i32;
     if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
         count(&name, false);
-        return (
-            Reply::err(format!("wrong number of arguments for '{name}' command")),
-            After::Continue,
-        );
+        return Step::Done(Reply::err(format!(
+            "wrong number of arguments for '{name}' command"
+        )));
     }
     if let Some(e) = check_sizes(&name, &args, limits) {
         count(&name, false);
-        return (e, After::Continue);
+        return Step::Done(e);
     }
-    let reply = run(node, &name, &args[1..]).await;
-    count(&name, !matches!(reply, Reply::Error(_)));
-    let after = if name == "quit" {
-        After::Close
-    } else {
-        After::Continue
-    };
-    (reply, after)
+    match name.as_str() {
+        "set" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset" => {
+            match parse_write(&name, &args[1..]) {
+                Ok(cmd) => Step::Write(name, cmd),
+                Err(e) => {
+                    count(&name, false);
+                    Step::Done(e)
+                }
+            }
+        }
+        "get" | "mget" | "exists" | "dbsize" => Step::Read(name, args),
+        _ => Step::Other(name, args),
+    }
+}
+
+/// Runs the requests one connection sent together, with Redis's ordering: each sees the
+/// effects of those before it and none of those after it. Consecutive writes go to the
+/// leader as one ordered batch; consecutive reads share one read barrier. Stops after QUIT.
+pub async fn execute_pipeline(
+    node: &NodeHandle,
+    limits: &CommandLimits,
+    requests: Vec<Vec<Bytes>>,
+) -> Vec<(Reply, After)> {
+    let steps: Vec<Step> = requests.into_iter().map(|a| classify(limits, a)).collect();
+    let mut out = Vec::with_capacity(steps.len());
+    let mut steps = steps.into_iter().peekable();
+    while let Some(step) = steps.next() {
+        match step {
+            Step::Done(reply) => out.push((reply, After::Continue)),
+            Step::Write(name, cmd) => {
+                let (mut names, mut cmds) = (vec![name], vec![cmd]);
+                while let Some(Step::Write(..)) = steps.peek() {
+                    if let Some(Step::Write(n, c)) = steps.next() {
+                        names.push(n);
+                        cmds.push(c);
+                    }
+                }
+                let results = node.write_batch(&cmds).await;
+                for (name, result) in names.iter().zip(results) {
+                    let reply = write_reply(result);
+                    count(name, !matches!(reply, Reply::Error(_)));
+                    out.push((reply, After::Continue));
+                }
+            }
+            Step::Read(name, args) => {
+                let mut reads = vec![(name, args)];
+                while let Some(Step::Read(..)) = steps.peek() {
+                    if let Some(Step::Read(n, a)) = steps.next() {
+                        reads.push((n, a));
+                    }
+                }
+                let barrier = node.read_barrier().await;
+                for (name, args) in reads {
+                    let reply = match &barrier {
+                        Ok(()) => serve_read(node, &name, &args[1..]).unwrap_or_else(|e| e),
+                        Err(e) => request_error(e.clone()),
+                    };
+                    count(&name, !matches!(reply, Reply::Error(_)));
+                    out.push((reply, After::Continue));
+                }
+            }
+            Step::Other(name, args) => {
+                let reply = run(node, &name, &args[1..]).await;
+                count(&name, !matches!(reply, Reply::Error(_)));
+                if name == "quit" {
+                    out.push((reply, After::Close));
+                    break;
+                }
+                out.push((reply, After::Continue));
+            }
+        }
+    }
+    out
 }
 
 fn count(name: &str, ok: bool) {
@@ -152,6 +223,80 @@ fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Rep
     None
 }
 
+/// A write command's arguments as a [`Command`].
+fn parse_write(name: &str, a: &[Bytes]) -> Result<Command, Reply> {
+    Ok(match name {
+        "set" => {
+            let mut cond = SetCond::Always;
+            for opt in &a[2..] {
+                cond = match (opt.to_ascii_lowercase().as_slice(), cond) {
+                    (b"nx", SetCond::Always | SetCond::Nx) => SetCond::Nx,
+                    (b"xx", SetCond::Always | SetCond::Xx) => SetCond::Xx,
+                    _ => return Err(Reply::err("syntax error")),
+                };
+            }
+            Command::Set {
+                key: a[0].clone(),
+                value: a[1].clone(),
+                cond,
+            }
+        }
+        "del" => Command::Del { keys: a.to_vec() },
+        "append" => Command::Append {
+            key: a[0].clone(),
+            value: a[1].clone(),
+        },
+        "incr" | "decr" | "incrby" | "decrby" => {
+            let delta = match name {
+                "incr" => 1,
+                "decr" => -1,
+                _ => match parse_i64(&a[1]) {
+                    Some(d) if name == "incrby" => d,
+                    Some(d) => d
+                        .checked_neg()
+                        .ok_or_else(|| Reply::err("decrement would overflow"))?,
+                    None => return Err(Reply::err("value is not an integer or out of range")),
+                },
+            };
+            Command::IncrBy {
+                key: a[0].clone(),
+                delta,
+            }
+        }
+        "mset" => {
+            if a.len() % 2 != 0 {
+                return Err(Reply::err("wrong number of arguments for 'mset' command"));
+            }
+            Command::MSet {
+                pairs: a
+                    .chunks_exact(2)
+                    .map(|p| (p[0].clone(), p[1].clone()))
+                    .collect(),
+            }
+        }
+        _ => return Err(unknown_command(&[Bytes::copy_from_slice(name.as_bytes())])),
+    })
+}
+
+/// Serves a read from the local state machine (after the read barrier).
+fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply> {
+    Ok(match name {
+        "get" => get(node, &a[0])?,
+        "mget" => Reply::Array(a.iter().map(|k| get(node, k)).collect::<Result<_, _>>()?),
+        "exists" => {
+            let mut n = 0;
+            for k in a {
+                if node.kv().get(k).map_err(storage_error)?.is_some() {
+                    n += 1;
+                }
+            }
+            Reply::Integer(n)
+        }
+        "dbsize" => Reply::Integer(node.kv().count_keys().map_err(storage_error)? as i64),
+        _ => unknown_command(&[Bytes::copy_from_slice(name.as_bytes())]),
+    })
+}
+
 async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
     match name {
         "ping" => match a {
@@ -169,97 +314,6 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
         "command" | "config" => Reply::Array(Vec::new()),
         "client" => Reply::ok(),
         "hello" => hello(node, a),
-        "get" => read(node, || get(node, &a[0])).await,
-        "mget" => {
-            read(node, || {
-                a.iter()
-                    .map(|k| get(node, k))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Reply::Array)
-            })
-            .await
-        }
-        "exists" => {
-            read(node, || {
-                let mut n = 0;
-                for k in a {
-                    if node.kv().get(k).map_err(storage_error)?.is_some() {
-                        n += 1;
-                    }
-                }
-                Ok(Reply::Integer(n))
-            })
-            .await
-        }
-        "dbsize" => {
-            read(node, || {
-                let n = node.kv().count_keys().map_err(storage_error)?;
-                Ok(Reply::Integer(n as i64))
-            })
-            .await
-        }
-        "set" => {
-            let mut cond = SetCond::Always;
-            for opt in &a[2..] {
-                cond = match (opt.to_ascii_lowercase().as_slice(), cond) {
-                    (b"nx", SetCond::Always | SetCond::Nx) => SetCond::Nx,
-                    (b"xx", SetCond::Always | SetCond::Xx) => SetCond::Xx,
-                    _ => return Reply::err("syntax error"),
-                };
-            }
-            write(
-                node,
-                Command::Set {
-                    key: a[0].clone(),
-                    value: a[1].clone(),
-                    cond,
-                },
-            )
-            .await
-        }
-        "del" => write(node, Command::Del { keys: a.to_vec() }).await,
-        "append" => {
-            write(
-                node,
-                Command::Append {
-                    key: a[0].clone(),
-                    value: a[1].clone(),
-                },
-            )
-            .await
-        }
-        "incr" | "decr" | "incrby" | "decrby" => {
-            let delta = match name {
-                "incr" => 1,
-                "decr" => -1,
-                _ => match parse_i64(&a[1]) {
-                    Some(d) if name == "incrby" => d,
-                    Some(d) => match d.checked_neg() {
-                        Some(d) => d,
-                        None => return Reply::err("decrement would overflow"),
-                    },
-                    None => return Reply::err("value is not an integer or out of range"),
-                },
-            };
-            write(
-                node,
-                Command::IncrBy {
-                    key: a[0].clone(),
-                    delta,
-                },
-            )
-            .await
-        }
-        "mset" => {
-            if a.len() % 2 != 0 {
-                return Reply::err("wrong number of arguments for 'mset' command");
-            }
-            let pairs = a
-                .chunks_exact(2)
-                .map(|p| (p[0].clone(), p[1].clone()))
-                .collect();
-            write(node, Command::MSet { pairs }).await
-        }
         "info" => match node.status().await {
             Ok(st) => Reply::Bulk(crate::info::info(node, &st, a.first()).into()),
             Err(e) => request_error(e),
@@ -327,15 +381,8 @@ fn get(node: &NodeHandle, key: &[u8]) -> Result<Reply, Reply> {
     })
 }
 
-async fn read(node: &NodeHandle, f: impl FnOnce() -> Result<Reply, Reply>) -> Reply {
-    match node.read_barrier().await {
-        Ok(()) => f().unwrap_or_else(|e| e),
-        Err(e) => request_error(e),
-    }
-}
-
-async fn write(node: &NodeHandle, cmd: Command) -> Reply {
-    match node.write(&cmd).await {
+fn write_reply(result: Result<Outcome, RequestError>) -> Reply {
+    match result {
         Ok(Outcome::Ok) => Reply::ok(),
         Ok(Outcome::Nil) => Reply::Nil,
         Ok(Outcome::Integer(i)) => Reply::Integer(i),

@@ -28,6 +28,9 @@ pub enum RequestError {
     /// The node is stopping.
     #[error("TRYAGAIN the node is shutting down")]
     Stopping,
+    /// The leader refused a forwarded command; its reply text, as it would have sent it.
+    #[error("{0}")]
+    Remote(String),
     /// A forwarded request failed in transport; a write may or may not have been applied.
     #[error("TRYAGAIN forwarding to leader {leader} failed: {detail}")]
     Forward {

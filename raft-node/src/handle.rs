@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use raft_core::{LogIndex, NodeId, Role, Status};
 use raft_net_quic::{StreamError, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -31,6 +31,8 @@ pub struct NodeHandle {
     pub(crate) transport: Arc<Transport>,
     pub(crate) read_mode: ReadMode,
     pub(crate) timeout: Duration,
+    /// True once the node is stopping: requests waiting for a leader give up at once.
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 impl NodeHandle {
@@ -48,63 +50,96 @@ impl NodeHandle {
     /// follower the command is forwarded to the leader. Retries while no leader is known,
     /// until the request deadline.
     pub async fn write(&self, cmd: &Command) -> Result<Outcome, RequestError> {
+        let mut results = self.write_batch(std::slice::from_ref(cmd)).await;
+        results.pop().unwrap_or(Err(RequestError::Dropped))
+    }
+
+    /// Replicates `cmds` in this order (one client's pipelined writes: they are applied in
+    /// the order sent) and returns one result per command. A refusal that left a command
+    /// unapplied (no leader, a leadership change) is retried, with every command after it,
+    /// at the next leader; commands before it keep their results.
+    pub async fn write_batch(&self, cmds: &[Command]) -> Vec<Result<Outcome, RequestError>> {
         let deadline = Instant::now() + self.timeout;
-        let data = cmd.encode();
+        let data: Vec<Bytes> = cmds.iter().map(Command::encode).collect();
+        let mut results: Vec<Result<Outcome, RequestError>> = Vec::with_capacity(cmds.len());
         let mut role = self.role.clone();
-        loop {
+        while results.len() < cmds.len() {
+            let rest = &data[results.len()..];
             let info = *role.borrow_and_update();
-            let result = if info.role == Role::Leader {
-                self.propose_local(data.clone(), deadline).await
+            let attempt = if info.role == Role::Leader {
+                self.propose_local(rest, deadline).await
             } else if !info.leader.is_none() {
-                self.forward(info.leader, data.clone(), deadline).await
+                self.forward(info.leader, rest, deadline).await
             } else {
-                Err(RequestError::NotLeader {
-                    leader: NodeId::NONE,
-                })
+                vec![
+                    Err(RequestError::NotLeader {
+                        leader: NodeId::NONE
+                    });
+                    rest.len()
+                ]
             };
-            match result {
-                // Both leave the command unapplied: asking again cannot apply it twice.
-                Err(RequestError::NotLeader { .. }) | Err(RequestError::Dropped) => {
-                    self.wait_for_change(&mut role, deadline).await?;
+            // Only a refused suffix is retried: retrying a command while a later one was
+            // applied would reorder them.
+            let first_refused = attempt.iter().position(is_refusal);
+            match first_refused {
+                Some(f) if attempt[f..].iter().all(is_refusal) => {
+                    results.extend(attempt.into_iter().take(f));
+                    if let Err(e) = self.wait_for_change(&mut role, deadline).await {
+                        results.resize(cmds.len(), Err(e));
+                    }
                 }
-                other => return other,
+                _ => results.extend(attempt),
             }
         }
+        results
     }
 
     /// Proposes on this node, which must be the leader (a forwarded request arrives here).
+    /// The proposals enter the driver's queue in order, so they get consecutive indexes.
     pub(crate) async fn propose_local(
         &self,
-        data: Bytes,
+        data: &[Bytes],
         deadline: Instant,
-    ) -> Result<Outcome, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        let input = Input::Propose {
-            data,
-            reply,
-            proposed: Instant::now(),
-        };
-        self.inputs
-            .send(input)
-            .await
-            .map_err(|_| RequestError::Stopping)?;
-        match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(RequestError::Stopping),
-            Err(_) => Err(self.timeout_error()),
+    ) -> Vec<Result<Outcome, RequestError>> {
+        let mut waits = Vec::with_capacity(data.len());
+        for d in data {
+            let (reply, rx) = oneshot::channel();
+            let input = Input::Propose {
+                data: d.clone(),
+                reply,
+                proposed: Instant::now(),
+            };
+            if self.inputs.send(input).await.is_err() {
+                break;
+            }
+            waits.push(rx);
         }
+        let mut out = Vec::with_capacity(data.len());
+        for rx in waits {
+            out.push(match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(RequestError::Stopping),
+                Err(_) => Err(self.timeout_error()),
+            });
+        }
+        out.resize(data.len(), Err(RequestError::Stopping));
+        out
     }
 
     async fn forward(
         &self,
         leader: NodeId,
-        data: Bytes,
+        data: &[Bytes],
         deadline: Instant,
-    ) -> Result<Outcome, RequestError> {
-        let call = self.transport.forward(leader, data);
+    ) -> Vec<Result<Outcome, RequestError>> {
+        let n = data.len();
+        let all = |e: RequestError| vec![Err(e); n];
+        let call = self
+            .transport
+            .forward(leader, crate::forward::encode_request(data));
         // A leader that dies keeps its connection open until the idle timeout: stop waiting
         // for it as soon as another leader is known (the outcome is then unknown: the old
-        // leader may have committed the write before it died).
+        // leader may have committed the writes before it died).
         let mut role = self.role.clone();
         let leader_changed = async move {
             let _ = role.wait_for(|r| r.leader != leader).await;
@@ -116,9 +151,9 @@ impl NodeHandle {
             }
         };
         let response = match tokio::time::timeout_at(deadline.into(), call).await {
-            Err(_) => return Err(self.timeout_error()),
+            Err(_) => return all(self.timeout_error()),
             Ok(None) => {
-                return Err(RequestError::Forward {
+                return all(RequestError::Forward {
                     leader,
                     detail: "the leader changed before it answered; the write may or may not have been applied".into(),
                 });
@@ -127,19 +162,21 @@ impl NodeHandle {
             // Not sent at all: safe to try again once the connection is back.
             Ok(Some(Err(StreamError::NotConnected(_)))) => {
                 tokio::time::sleep(RETRY_PAUSE).await;
-                return Err(RequestError::Dropped);
+                return all(RequestError::Dropped);
             }
             Ok(Some(Err(e))) => {
-                return Err(RequestError::Forward {
+                return all(RequestError::Forward {
                     leader,
                     detail: e.to_string(),
                 });
             }
         };
-        decode_forward_response(&response).map_err(|detail| RequestError::Forward {
-            leader,
-            detail: detail.into(),
-        })?
+        crate::forward::decode_response(&response, n).unwrap_or_else(|e| {
+            all(RequestError::Forward {
+                leader,
+                detail: e.to_string(),
+            })
+        })
     }
 
     /// Waits until a read started now may be served from this node's state: for
@@ -238,6 +275,9 @@ impl NodeHandle {
         role: &mut watch::Receiver<RoleInfo>,
         deadline: Instant,
     ) -> Result<(), RequestError> {
+        if *self.stopping.borrow() {
+            return Err(RequestError::Stopping);
+        }
         if Instant::now() + RETRY_PAUSE >= deadline {
             return Err(self.timeout_error());
         }
@@ -245,7 +285,17 @@ impl NodeHandle {
         // come without one (a forward that found the leader reconnecting, a leader that
         // is still catching up on its own term).
         let until = deadline.min(Instant::now() + MAX_RETRY_WAIT);
-        let _ = tokio::time::timeout_at(until.into(), role.changed()).await;
+        let mut stopping = self.stopping.clone();
+        let _ = tokio::time::timeout_at(until.into(), async {
+            tokio::select! {
+                _ = role.changed() => {}
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        })
+        .await;
+        if *self.stopping.borrow() {
+            return Err(RequestError::Stopping);
+        }
         tokio::time::sleep(RETRY_PAUSE).await;
         Ok(())
     }
@@ -255,67 +305,37 @@ impl NodeHandle {
     }
 }
 
-const F_OUTCOME: u8 = 0;
-const F_NOT_LEADER: u8 = 1;
-const F_ERROR: u8 = 2;
-
-/// Serves one request forwarded by a follower: proposes it here if this node leads (never
-/// forwards again, so a stale leader hint cannot make a loop).
-pub(crate) async fn serve_forward(handle: &NodeHandle, body: Bytes) -> Bytes {
-    let mut out = BytesMut::new();
-    let result = match Command::decode(&body) {
-        Err(e) => Err(RequestError::Forward {
-            leader: handle.role().id,
-            detail: e.to_string(),
-        }),
-        Ok(_) => {
-            let info = handle.role();
-            if info.role != Role::Leader {
-                Err(RequestError::NotLeader {
-                    leader: info.leader,
-                })
-            } else {
-                handle
-                    .propose_local(body, Instant::now() + handle.timeout)
-                    .await
-            }
-        }
-    };
-    match result {
-        Ok(o) => {
-            out.put_u8(F_OUTCOME);
-            o.encode(&mut out);
-        }
-        Err(RequestError::NotLeader { leader }) => {
-            out.put_u8(F_NOT_LEADER);
-            out.put_u64_le(leader.0);
-        }
-        Err(e) => {
-            out.put_u8(F_ERROR);
-            out.put_slice(e.to_string().as_bytes());
-        }
-    }
-    out.freeze()
+/// Whether a result means the command was not applied and may be sent again.
+fn is_refusal(r: &Result<Outcome, RequestError>) -> bool {
+    matches!(
+        r,
+        Err(RequestError::NotLeader { .. }) | Err(RequestError::Dropped)
+    )
 }
 
-fn decode_forward_response(r: &Bytes) -> Result<Result<Outcome, RequestError>, &'static str> {
-    match r.first() {
-        Some(&F_OUTCOME) => Outcome::decode(&r.slice(1..))
-            .map(Ok)
-            .map_err(|_| "undecodable outcome"),
-        Some(&F_NOT_LEADER) => {
-            let id: [u8; 8] = r
-                .get(1..9)
-                .and_then(|s| s.try_into().ok())
-                .ok_or("truncated not-leader answer")?;
-            Ok(Err(RequestError::NotLeader {
-                leader: NodeId(u64::from_le_bytes(id)),
-            }))
+/// Serves a batch forwarded by a follower: proposes it here, in order, if this node leads
+/// (never forwards again, so a stale leader hint cannot make a loop).
+pub(crate) async fn serve_forward(handle: &NodeHandle, body: Bytes) -> Bytes {
+    let cmds = match crate::forward::decode_request(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable forwarded request");
+            // An empty answer: the follower reports a bad response for the whole batch.
+            return Bytes::new();
         }
-        Some(&F_ERROR) => Ok(Err(RequestError::Forward {
-            leader: NodeId::NONE,
-            detail: String::from_utf8_lossy(&r[1..]).into_owned(),
-        })),
-        _ => Err("unknown answer"),
-    }
+    };
+    let info = handle.role();
+    let results = if info.role != Role::Leader {
+        vec![
+            Err(RequestError::NotLeader {
+                leader: info.leader
+            });
+            cmds.len()
+        ]
+    } else {
+        handle
+            .propose_local(&cmds, Instant::now() + handle.timeout)
+            .await
+    };
+    crate::forward::encode_response(&results)
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use raft_core::{ConfState, Config, NodeId, RawNode, Storage};
 use raft_log::{LogOptions, LogStore, LogWrite};
@@ -26,8 +27,11 @@ pub struct Node {
     client_addr: SocketAddr,
     raft_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Stops the driver, after the clients (so in-flight writes can still commit).
+    stop_driver: watch::Sender<bool>,
     driver: JoinHandle<Result<(), NodeError>>,
     clients: JoinHandle<()>,
+    open_clients: Arc<AtomicUsize>,
     background: Vec<JoinHandle<()>>,
     transport: Arc<Transport>,
     log: LogStore,
@@ -139,6 +143,7 @@ impl Node {
             .map_err(NodeError::io_fn("reading the raft address"))?;
 
         let (stop, stop_rx) = watch::channel(false);
+        let (stop_driver, stop_driver_rx) = watch::channel(false);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = watch::channel(applied);
@@ -163,6 +168,7 @@ impl Node {
             transport: transport.clone(),
             read_mode: cfg.read_mode,
             timeout: cfg.request_timeout(),
+            stopping: stop_rx.clone(),
         };
         let driver = Driver {
             raw,
@@ -177,7 +183,7 @@ impl Node {
             role: role_tx,
             tick: cfg.tick(),
             request_timeout: cfg.request_timeout(),
-            shutdown: stop_rx.clone(),
+            shutdown: stop_driver_rx,
             reads: HashMap::new(),
             next_read: 0,
             snapshotting: false,
@@ -225,11 +231,13 @@ impl Node {
             },
             max_clients: cfg.max_clients,
         };
+        let open_clients = Arc::new(AtomicUsize::new(0));
         let clients = tokio::spawn(client::serve(
             listener,
             handle.clone(),
             settings,
             stop_rx.clone(),
+            open_clients.clone(),
         ));
         tracing::info!(node = %id, client = %client_addr, raft = %raft_addr, "node started");
         Ok(Node {
@@ -237,8 +245,10 @@ impl Node {
             client_addr,
             raft_addr,
             stop,
+            stop_driver,
             driver,
             clients,
+            open_clients,
             background,
             transport,
             log,
@@ -273,8 +283,15 @@ impl Node {
     /// stops the driver, and flushes the log.
     pub async fn shutdown(self, grace: std::time::Duration) -> Result<(), NodeError> {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(grace, self.clients).await;
+        let until = tokio::time::Instant::now() + grace;
+        let _ = tokio::time::timeout_at(until, self.clients).await;
+        // Connections answer what they read (requests waiting for a leader now fail at
+        // once), then close.
+        while self.open_clients.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         // In-flight client requests were answered or timed out; the driver stops next.
+        let _ = self.stop_driver.send(true);
         let result = if self.driver.is_finished() {
             self.driver
                 .await

@@ -129,7 +129,6 @@ fn redis_crate_pipelining() {
 /// (up to 1024 at once): writes can be proposed out of request order, and a read's
 /// ReadIndex can be taken before the write ahead of it is even proposed.
 #[test]
-#[ignore = "raft-node bug: pipelined commands of one connection are not executed in request order"]
 fn pipelined_commands_run_in_request_order() {
     let c = Cluster::start(3);
     let leader = c.leader();
@@ -468,7 +467,6 @@ fn term_with_write_in_flight(c: &mut Cluster, id: u64) -> std::io::Result<Reply>
 /// connection. A leader without a quorum does answer; a follower without a leader closes
 /// the connection with no reply.
 #[test]
-#[ignore = "raft-node bug: SIGTERM on a follower without a leader closes a connection without answering its request in flight"]
 fn sigterm_answers_in_flight_requests() {
     let opts = Options {
         args: vec!["--request-timeout-ms".into(), "10000".into()],

@@ -1,0 +1,161 @@
+//! The frames of the forwarding stream: a follower sends the leader a batch of write
+//! commands (the pipelined writes of one client, in order) and gets one result per command.
+//!
+//! Request: `u32 count`, then per command `u32 len` + [`Command`] bytes. Response: `u32
+//! count`, then per result `u32 len` + one of: `0` + [`Outcome`], `1` + `u64` leader id (not
+//! the leader: nothing was proposed), `2` + UTF-8 error text. Lengths are little-endian and
+//! checked against the bytes present.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use raft_core::NodeId;
+
+use crate::command::{Command, DecodeError, Outcome};
+use crate::error::RequestError;
+
+const R_OUTCOME: u8 = 0;
+const R_NOT_LEADER: u8 = 1;
+const R_ERROR: u8 = 2;
+
+/// Encodes a batch of encoded commands.
+pub(crate) fn encode_request(cmds: &[Bytes]) -> Bytes {
+    let mut b = BytesMut::with_capacity(4 + cmds.iter().map(|c| 4 + c.len()).sum::<usize>());
+    b.put_u32_le(cmds.len() as u32);
+    for c in cmds {
+        b.put_u32_le(c.len() as u32);
+        b.put_slice(c);
+    }
+    b.freeze()
+}
+
+/// Decodes a request into its commands (each checked to decode as a [`Command`]).
+pub(crate) fn decode_request(body: &Bytes) -> Result<Vec<Bytes>, DecodeError> {
+    let items = split(body)?;
+    for c in &items {
+        Command::decode(c)?;
+    }
+    Ok(items)
+}
+
+/// Encodes one result per command.
+pub(crate) fn encode_response(results: &[Result<Outcome, RequestError>]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u32_le(results.len() as u32);
+    for r in results {
+        let mut item = BytesMut::new();
+        match r {
+            Ok(o) => {
+                item.put_u8(R_OUTCOME);
+                o.encode(&mut item);
+            }
+            Err(RequestError::NotLeader { leader }) => {
+                item.put_u8(R_NOT_LEADER);
+                item.put_u64_le(leader.0);
+            }
+            Err(e) => {
+                item.put_u8(R_ERROR);
+                item.put_slice(e.to_string().as_bytes());
+            }
+        }
+        b.put_u32_le(item.len() as u32);
+        b.put_slice(&item);
+    }
+    b.freeze()
+}
+
+/// Decodes a response of exactly `expected` results.
+pub(crate) fn decode_response(
+    body: &Bytes,
+    expected: usize,
+) -> Result<Vec<Result<Outcome, RequestError>>, DecodeError> {
+    let items = split(body)?;
+    if items.len() != expected {
+        return Err(DecodeError("wrong number of results"));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let Some((&tag, rest)) = item.split_first() else {
+                return Err(DecodeError("empty result"));
+            };
+            Ok(match tag {
+                R_OUTCOME => Ok(Outcome::decode(&item.slice(1..))?),
+                R_NOT_LEADER => {
+                    let id: [u8; 8] = rest.try_into().map_err(|_| DecodeError("bad leader id"))?;
+                    Err(RequestError::NotLeader {
+                        leader: NodeId(u64::from_le_bytes(id)),
+                    })
+                }
+                R_ERROR => Err(RequestError::Remote(
+                    String::from_utf8_lossy(rest).into_owned(),
+                )),
+                _ => return Err(DecodeError("unknown result tag")),
+            })
+        })
+        .collect()
+}
+
+fn split(body: &Bytes) -> Result<Vec<Bytes>, DecodeError> {
+    let mut r = body.clone();
+    if r.remaining() < 4 {
+        return Err(DecodeError("truncated count"));
+    }
+    let n = r.get_u32_le() as usize;
+    // Each item takes at least its 4-byte length: a damaged count cannot make us allocate.
+    if n > r.remaining() / 4 {
+        return Err(DecodeError("count larger than the data"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if r.remaining() < 4 {
+            return Err(DecodeError("truncated length"));
+        }
+        let len = r.get_u32_le() as usize;
+        if r.remaining() < len {
+            return Err(DecodeError("truncated item"));
+        }
+        out.push(r.split_to(len));
+    }
+    if r.has_remaining() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::SetCond;
+
+    #[test]
+    fn batches_round_trip_and_damage_is_an_error() {
+        let cmds: Vec<Bytes> = (0..3)
+            .map(|i| {
+                Command::Set {
+                    key: Bytes::from(format!("k{i}")),
+                    value: Bytes::from_static(b"v"),
+                    cond: SetCond::Always,
+                }
+                .encode()
+            })
+            .collect();
+        let req = encode_request(&cmds);
+        assert_eq!(decode_request(&req).unwrap(), cmds);
+        for n in 0..req.len() {
+            assert!(decode_request(&req.slice(..n)).is_err(), "prefix {n}");
+        }
+        let results = vec![
+            Ok(Outcome::Integer(7)),
+            Err(RequestError::NotLeader { leader: NodeId(3) }),
+            Err(RequestError::Dropped),
+        ];
+        let resp = encode_response(&results);
+        let back = decode_response(&resp, 3).unwrap();
+        assert_eq!(back[0], Ok(Outcome::Integer(7)));
+        assert_eq!(back[1], Err(RequestError::NotLeader { leader: NodeId(3) }));
+        assert!(matches!(&back[2], Err(RequestError::Remote(t)) if t.starts_with("TRYAGAIN")));
+        assert!(decode_response(&resp, 2).is_err());
+        for n in 0..resp.len() {
+            assert!(decode_response(&resp.slice(..n), 3).is_err(), "prefix {n}");
+        }
+    }
+}
