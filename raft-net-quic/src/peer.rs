@@ -146,7 +146,14 @@ pub(crate) fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, new: PeerConn) {
         return;
     }
     if let Some(old) = replaced.filter(|o| o.conn.stable_id() != new.conn.stable_id()) {
-        old.conn.close(CLOSE_DUPLICATE.into(), b"replaced");
+        // New streams go to the new connection from now on; requests already in flight on
+        // the old one (forwarded writes, whose outcome would otherwise be unknown) get the
+        // forward timeout to finish before it is closed.
+        let grace = shared.cfg.forward_timeout;
+        shared.spawn(async move {
+            tokio::time::sleep(grace).await;
+            old.conn.close(CLOSE_DUPLICATE.into(), b"replaced");
+        });
     }
     let remote = new.conn.remote_address();
     tracing::info!(node = shared.id.get(), peer = peer.id.get(), %remote, dialed = new.dialed_by_me, "peer connected");
