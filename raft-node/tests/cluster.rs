@@ -381,3 +381,40 @@ fn follower_down_catches_up_by_snapshot() {
     }
     assert_eq!(cf.cmd(&["DBSIZE"]), Reply::Integer(1501));
 }
+
+/// RAFT.TRANSFER on the leader hands the leadership to the named follower (raft-core's
+/// leadership transfer: catch the target up, then TimeoutNow); writes go on through the new
+/// leader, and a transfer asked of a follower or to an unknown node is refused with a reason.
+#[test]
+fn raft_transfer_moves_the_leadership() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let target = others(&c, leader)[0];
+    assert_eq!(
+        c.client(leader)
+            .cmd_retry(&["SET", "before", "1"], CONVERGE),
+        ok()
+    );
+    let started = Instant::now();
+    let reply = c.cmd(leader, &["RAFT.TRANSFER", &target.to_string()]);
+    println!("RAFT.TRANSFER {target}: {reply:?} in {:?}", started.elapsed());
+    assert_eq!(reply, ok());
+    assert_eq!(c.raft_info(target)["role"], "leader");
+    assert_eq!(c.leader(), target);
+    // The old leader follows the new one; a write through it is forwarded there.
+    assert_eq!(
+        c.client(leader).cmd_retry(&["SET", "after", "2"], CONVERGE),
+        ok()
+    );
+    assert_eq!(c.cmd(target, &["GET", "before"]), bulk("1"));
+    assert_eq!(c.cmd(target, &["GET", "after"]), bulk("2"));
+    // Refusals say why.
+    let Reply::Error(e) = c.cmd(leader, &["RAFT.TRANSFER", &target.to_string()]) else {
+        panic!("a follower accepted RAFT.TRANSFER");
+    };
+    assert!(e.contains("not the leader"), "{e}");
+    let Reply::Error(e) = c.cmd(target, &["RAFT.TRANSFER", "99"]) else {
+        panic!("a transfer to an unknown node was accepted");
+    };
+    assert!(e.contains("unknown node 99"), "{e}");
+}
