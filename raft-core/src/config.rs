@@ -17,6 +17,25 @@ pub struct Config {
     /// Run a pre-vote round before bumping the term (thesis §9.6), so that a node that cannot
     /// win does not disrupt a healthy leader.
     pub pre_vote: bool,
+    /// CheckQuorum (thesis §6.2, §9.6): a leader that has not heard from a quorum (itself
+    /// included) for `election_ticks` ticks steps down, and a node that heard from a live
+    /// leader within the last `election_ticks` ticks ignores vote requests for a later term
+    /// (and refuses pre-votes) unless they come from a leadership transfer.
+    /// Every node of a cluster should agree on it; [`Config::read_lease`] depends on it.
+    pub check_quorum: bool,
+    /// Lease-based reads (thesis §6.4.1): while a quorum acknowledged a heartbeat sent less
+    /// than `election_ticks - max_clock_drift_ticks` ticks ago (and no leadership transfer
+    /// ran in this term), the leader answers [`crate::RawNode::read_index`] at once with its
+    /// commit index instead of confirming its leadership with a heartbeat round. A node with
+    /// it also keeps refusing votes for an election timeout after it restarts (it may have
+    /// acknowledged the leader just before going down). Safe only if every node runs with
+    /// `check_quorum` and `read_lease`, and tick rates differ by less than
+    /// `max_clock_drift_ticks` per election timeout. Requires `check_quorum`.
+    pub read_lease: bool,
+    /// How many ticks the lease is shortened by, to absorb clock drift between the leader and
+    /// its followers over one election timeout. Must be below `election_ticks` when
+    /// `read_lease` is on.
+    pub max_clock_drift_ticks: u32,
     /// The most entry bytes in one AppendEntries message (at least one entry is always sent).
     pub max_size_per_msg: u64,
     /// The most AppendEntries messages in flight to one follower in replicate state.
@@ -33,13 +52,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for node `id`: T = 10 ticks, H = 1 tick, pre-vote on.
+    /// Defaults for node `id`: T = 10 ticks, H = 1 tick, pre-vote and CheckQuorum on,
+    /// lease reads off (a lease would be T - 2 = 8 ticks).
     pub fn new(id: NodeId) -> Config {
         Config {
             id,
             election_ticks: 10,
             heartbeat_ticks: 1,
             pre_vote: true,
+            check_quorum: true,
+            read_lease: false,
+            max_clock_drift_ticks: 2,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             max_inflight_bytes: 32 << 20,
@@ -47,6 +70,13 @@ impl Config {
             seed: 0,
             snapshot_interval: 10_000,
         }
+    }
+
+    /// How many ticks a lease lasts after the heartbeat that a quorum acknowledged was sent:
+    /// `election_ticks - max_clock_drift_ticks` (0 when the drift bound is not below T).
+    pub fn lease_ticks(&self) -> u32 {
+        self.election_ticks
+            .saturating_sub(self.max_clock_drift_ticks)
     }
 
     /// Checks the invariants between the fields.
@@ -68,6 +98,17 @@ impl Config {
         }
         if self.max_size_per_msg == 0 || self.max_apply_bytes == 0 {
             return Err(ConfigError::ZeroSizeLimit);
+        }
+        if self.read_lease {
+            if !self.check_quorum {
+                return Err(ConfigError::LeaseWithoutCheckQuorum);
+            }
+            if self.max_clock_drift_ticks >= self.election_ticks {
+                return Err(ConfigError::DriftNotBelowElection {
+                    drift: self.max_clock_drift_ticks,
+                    election: self.election_ticks,
+                });
+            }
         }
         Ok(())
     }

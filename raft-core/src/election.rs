@@ -53,12 +53,26 @@ impl<S: Storage> Raft<S> {
         self.request_votes(false, transfer);
     }
 
-    /// Whether this node would refuse to disturb a live leader it heard from lately: the hook
-    /// for CheckQuorum / leader leases (issue 8, thesis §4.2.3). A vote request for a later
-    /// term is ignored while this holds, unless it is marked `transfer` (the leader itself
-    /// asked for the election). Without leases it never holds.
+    /// Whether this node refuses to disturb a live leader it heard from lately (CheckQuorum,
+    /// thesis §4.2.3 and §9.6): a vote request for a later term is ignored while this holds,
+    /// unless it is marked `transfer` (the leader itself asked for the election), and a
+    /// pre-vote is refused. It holds on a leader (which steps down by itself once it loses
+    /// its quorum), on a follower whose election timer has not run out since it last heard
+    /// from its leader, and — with `read_lease` — on a node that restarted less than an
+    /// election timeout ago (it may have acknowledged a leader just before it went down; a
+    /// leader's read lease counts on that acknowledgement). Without `check_quorum` it never
+    /// holds.
     pub(crate) fn in_leader_lease(&self) -> bool {
-        false
+        if !self.cfg.check_quorum {
+            return false;
+        }
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                (!self.leader.is_none() || self.restart_lease)
+                    && self.election_elapsed < self.cfg.election_ticks
+            }
+        }
     }
 
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
@@ -86,7 +100,7 @@ impl<S: Storage> Raft<S> {
             // timeout: a healthy leader is not disrupted (§9.6).
             let leader_alive = !self.leader.is_none()
                 && (self.role == Role::Leader || self.election_elapsed < self.cfg.election_ticks);
-            term > self.term && up_to_date && !leader_alive
+            term > self.term && up_to_date && !leader_alive && !self.in_leader_lease()
         } else {
             // One vote per term (§5.2). The term was already raised to the request's term.
             let free = self.vote == from || (self.vote.is_none() && self.leader.is_none());

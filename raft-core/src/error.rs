@@ -28,6 +28,20 @@ pub enum ConfigError {
     /// Size limits must allow some bytes.
     #[error("size limits must be non-zero")]
     ZeroSizeLimit,
+    /// Lease reads rely on followers refusing votes while they hear from the leader, which is
+    /// part of CheckQuorum.
+    #[error("read_lease requires check_quorum")]
+    LeaseWithoutCheckQuorum,
+    /// The lease would be empty: the drift bound eats the whole election timeout.
+    #[error(
+        "max_clock_drift_ticks ({drift}) must be smaller than the election timeout ({election} ticks) for lease reads"
+    )]
+    DriftNotBelowElection {
+        /// The drift bound.
+        drift: u32,
+        /// T.
+        election: u32,
+    },
     /// The initial configuration must name this node or be empty (a joining node).
     #[error("the stored configuration has no voters")]
     NoVoters,

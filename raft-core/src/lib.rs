@@ -14,13 +14,16 @@
 //! a quorum only for durable entries; followers answer only for durable entries), ReadIndex
 //! reads batched into shared heartbeat rounds, and leadership transfer
 //! ([`RawNode::transfer_leader`], thesis §3.10: the leader brings the target up to date, then
-//! tells it to campaign at once with `TimeoutNow`). Storage is read through the [`Storage`] trait;
+//! tells it to campaign at once with `TimeoutNow`), CheckQuorum (a leader that loses its
+//! quorum steps down; followers that hear from a live leader ignore disruptive vote
+//! requests) and opt-in lease-based reads ([`Config::read_lease`]). Storage is read through the [`Storage`] trait;
 //! [`MemStorage`] implements it in memory.
 //!
 //! See [`RawNode`] for a runnable example.
 
 #![warn(missing_docs)]
 
+mod check_quorum;
 mod config;
 pub mod conformance;
 mod election;

@@ -94,6 +94,9 @@ pub(crate) struct Progress {
     pub(crate) sent_commit: LogIndex,
     /// In snapshot state: the index of the snapshot being sent.
     pub(crate) pending_snapshot: LogIndex,
+    /// The leader's tick count when the peer last sent it a message of its term
+    /// (CheckQuorum's "recent activity").
+    pub(crate) last_active: u64,
 }
 
 impl Progress {
@@ -107,6 +110,7 @@ impl Progress {
             matched_at_last_heartbeat: LogIndex(0),
             sent_commit: LogIndex(0),
             pending_snapshot: LogIndex(0),
+            last_active: 0,
         }
     }
 

@@ -33,6 +33,16 @@ pub(crate) struct Raft<S> {
     pub(crate) votes: BTreeMap<NodeId, bool>,
     pub(crate) election_elapsed: u32,
     pub(crate) heartbeat_elapsed: u32,
+    /// Ticks since this node started: the clock of CheckQuorum and of the read lease.
+    pub(crate) ticks: u64,
+    /// Lease reads: this node restarted less than an election timeout ago and may have
+    /// acknowledged a leader just before; it honours that leader's lease as if it had just
+    /// heard from it. Cleared on any role change.
+    pub(crate) restart_lease: bool,
+    /// A `TimeoutNow` went out in this leader's term: the target may campaign at any time
+    /// (the message may be delayed) with votes that ignore leases, so this leader holds no
+    /// read lease for the rest of its term.
+    pub(crate) lease_revoked: bool,
     pub(crate) randomized_timeout: u32,
     rng: Rng,
     /// Messages to send now.
@@ -77,12 +87,17 @@ impl<S: Storage> Raft<S> {
             votes: BTreeMap::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            ticks: 0,
+            // A node that has been part of a term may have promised a leader, before it went
+            // down, not to vote for an election timeout; lease reads count on that promise.
+            restart_lease: cfg.read_lease && hs.term > Term(0),
+            lease_revoked: false,
             randomized_timeout: cfg.election_ticks,
             rng: Rng::new(cfg.seed ^ cfg.id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             stale_acks_from: None,
-            read_only: ReadOnly::default(),
+            read_only: ReadOnly::new(cfg.read_lease, u64::from(cfg.election_ticks)),
             read_states: Vec::new(),
             failed_reads: Vec::new(),
             forwarded_reads: Vec::new(),
@@ -146,6 +161,8 @@ impl<S: Storage> Raft<S> {
         self.progress.clear();
         self.broadcast_pending = false;
         self.transfer = None;
+        self.restart_lease = false;
+        self.lease_revoked = false;
         self.reset_timers();
         self.fail_pending_reads();
     }
@@ -188,6 +205,8 @@ impl<S: Storage> Raft<S> {
                 self.cfg.max_inflight_msgs,
                 self.cfg.max_inflight_bytes,
             );
+            // A new leader gives every peer an election timeout to answer (CheckQuorum).
+            p.last_active = self.ticks;
             if id == self.id {
                 p.matched = self.log.durable;
                 p.become_replicate();
@@ -237,9 +256,13 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn tick(&mut self) {
+        self.ticks += 1;
         match self.role {
             Role::Leader => {
                 self.tick_transfer();
+                if self.tick_check_quorum() {
+                    return;
+                }
                 self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
                 if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;
@@ -307,6 +330,9 @@ impl<S: Storage> Raft<S> {
             return Ok(());
         }
 
+        if self.role == Role::Leader {
+            self.record_activity(&m);
+        }
         match m.body {
             MessageBody::RequestVote(v) => self.handle_vote_request(m.from, m.term, v),
             MessageBody::RequestVoteResponse(v) => self.handle_vote_response(m.from, v),

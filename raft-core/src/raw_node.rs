@@ -160,6 +160,12 @@ pub struct Status {
     /// The target of the leadership transfer this leader is running (proposals are refused
     /// meanwhile), if any.
     pub transferring: Option<NodeId>,
+    /// This leader holds a read lease now ([`crate::Config::read_lease`]): a
+    /// [`RawNode::read_index`] is answered in the next [`Ready`] without a heartbeat round.
+    pub lease_valid: bool,
+    /// Leader only: ticks since it last heard from a quorum (itself included); with
+    /// CheckQuorum it steps down when this reaches the election timeout.
+    pub quorum_silent_ticks: Option<u64>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -257,7 +263,10 @@ impl<S: Storage> RawNode<S> {
         self.raft.propose(data)
     }
 
-    /// Requests a linearizable read index for `ctx` (on a follower, from the leader).
+    /// Requests a linearizable read index for `ctx` (on a follower, from the leader). The
+    /// leader confirms its leadership with a heartbeat round first, or with
+    /// [`Config::read_lease`] answers at once (in the next [`Ready`]) while its lease holds
+    /// ([`Status::lease_valid`]).
     pub fn read_index(&mut self, ctx: Bytes) -> Result<()> {
         self.raft.read_index(ctx)
     }
@@ -458,6 +467,9 @@ impl<S: Storage> RawNode<S> {
                 })
                 .collect(),
             transferring: r.transfer.map(|t| t.target),
+            lease_valid: r.lease_valid(),
+            quorum_silent_ticks: (r.role == Role::Leader)
+                .then(|| r.ticks.saturating_sub(r.quorum_active_since())),
         }
     }
 

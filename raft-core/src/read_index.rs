@@ -6,6 +6,11 @@
 //! they queue in `waiting` and one round starts for all of them when the node next produces a
 //! [`crate::Ready`]. A new leader serves no read before it has committed an entry of its own
 //! term, since until then its commit index may lag the cluster's (§8).
+//!
+//! With [`crate::Config::read_lease`] the leader skips the round while its lease holds (see
+//! [`crate::check_quorum`]): every heartbeat then starts a new round, stamped with its send
+//! time, so the rounds a quorum acknowledged tell how recently a quorum promised not to vote
+//! for anybody else.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -41,7 +46,7 @@ struct Round {
 }
 
 /// The leader's pending reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReadOnly {
     /// Requests not yet part of a round.
     waiting: Vec<ReadRequest>,
@@ -50,9 +55,29 @@ pub(crate) struct ReadOnly {
     last_round: u64,
     /// The highest round each peer has acknowledged.
     acked: BTreeMap<NodeId, u64>,
+    /// Stamp rounds with their send time and start one with every heartbeat (lease reads).
+    stamped: bool,
+    /// `(round, tick it was sent at)` of the rounds sent within the last `keep_ticks` ticks,
+    /// oldest first (only when `stamped`).
+    sent: VecDeque<(u64, u64)>,
+    keep_ticks: u64,
 }
 
 impl ReadOnly {
+    /// `stamped`: record when each round was sent, for the read lease; rounds older than
+    /// `keep_ticks` are forgotten (no lease lasts longer).
+    pub(crate) fn new(stamped: bool, keep_ticks: u64) -> Self {
+        ReadOnly {
+            waiting: Vec::new(),
+            rounds: VecDeque::new(),
+            last_round: 0,
+            acked: BTreeMap::new(),
+            stamped,
+            sent: VecDeque::new(),
+            keep_ticks,
+        }
+    }
+
     pub(crate) fn push(&mut self, req: ReadRequest) {
         self.waiting.push(req);
     }
@@ -61,21 +86,56 @@ impl ReadOnly {
         !self.waiting.is_empty()
     }
 
-    /// Starts a round at read index `index` for every waiting request; returns its id, to be
-    /// carried by the heartbeats that confirm it.
-    pub(crate) fn start_round(&mut self, index: LogIndex) -> u64 {
-        self.last_round += 1;
+    /// Takes the waiting requests (to answer them without a round).
+    pub(crate) fn take_waiting(&mut self) -> Vec<ReadRequest> {
+        std::mem::take(&mut self.waiting)
+    }
+
+    /// Starts a round at read index `index` for every waiting request, sent at tick `now`;
+    /// returns its id, to be carried by the heartbeats that confirm it.
+    pub(crate) fn start_round(&mut self, index: LogIndex, now: u64) -> u64 {
+        let id = self.next_round(now);
         self.rounds.push_back(Round {
-            id: self.last_round,
+            id,
             index,
             requests: std::mem::take(&mut self.waiting),
         });
+        id
+    }
+
+    /// The round a periodic heartbeat sent at tick `now` carries: the last one started, or
+    /// with stamping a new one.
+    pub(crate) fn heartbeat_round(&mut self, now: u64) -> u64 {
+        if self.stamped {
+            self.next_round(now)
+        } else {
+            self.last_round
+        }
+    }
+
+    fn next_round(&mut self, now: u64) -> u64 {
+        self.last_round += 1;
+        if self.stamped {
+            while self
+                .sent
+                .front()
+                .is_some_and(|&(_, at)| at + self.keep_ticks <= now)
+            {
+                self.sent.pop_front();
+            }
+            self.sent.push_back((self.last_round, now));
+        }
         self.last_round
     }
 
-    /// The round that heartbeats sent now confirm.
-    pub(crate) fn last_round(&self) -> u64 {
-        self.last_round
+    /// The tick at which round `round` (or the newest round before it still remembered) was
+    /// sent; `None` if it is older than `keep_ticks` or was never stamped.
+    pub(crate) fn sent_at(&self, round: u64) -> Option<u64> {
+        self.sent
+            .iter()
+            .rev()
+            .find(|&&(id, _)| id <= round)
+            .map(|&(_, at)| at)
     }
 
     /// `peer` answered a heartbeat that carried round `round`: it acknowledged this leader
@@ -111,6 +171,7 @@ impl ReadOnly {
             out.extend(r.requests);
         }
         self.acked.clear();
+        self.sent.clear();
         out
     }
 }
@@ -158,7 +219,8 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Starts one heartbeat round for all reads that arrived since the last one, once this
-    /// leader has committed an entry of its term.
+    /// leader has committed an entry of its term — or, while its read lease holds, answers
+    /// them at once with its commit index.
     pub(crate) fn flush_reads(&mut self) {
         if self.role != Role::Leader
             || !self.read_only.has_waiting()
@@ -166,8 +228,17 @@ impl<S: Storage> Raft<S> {
         {
             return;
         }
-        self.read_only.start_round(self.log.committed);
-        self.broadcast_heartbeat();
+        let index = self.log.committed;
+        if self.lease_valid() {
+            // No other leader can exist before the lease ends, and this one has committed an
+            // entry of its term: its commit index covers every write acknowledged so far.
+            for req in self.read_only.take_waiting() {
+                self.answer_read(req, index);
+            }
+            return;
+        }
+        let round = self.read_only.start_round(index, self.ticks);
+        self.send_heartbeats(round);
         self.heartbeat_elapsed = 0;
         self.release_reads();
     }
@@ -178,29 +249,38 @@ impl<S: Storage> Raft<S> {
             && self.committed_in_current_term()
     }
 
-    /// Serves every round a quorum has confirmed (the leader confirms its own rounds).
+    /// The highest round a quorum has acknowledged (the leader acknowledges its own rounds).
+    pub(crate) fn confirmed_round(&self) -> u64 {
+        let me = self.id;
+        let ro = &self.read_only;
+        self.conf
+            .committed(|id| if id == me { u64::MAX } else { ro.acked(id) })
+    }
+
+    /// Serves every round a quorum has confirmed.
     pub(crate) fn release_reads(&mut self) {
         if !self.read_only.has_rounds() {
             return;
         }
-        let me = self.id;
-        let ro = &self.read_only;
-        let confirmed = self
-            .conf
-            .committed(|id| if id == me { u64::MAX } else { ro.acked(id) });
+        let confirmed = self.confirmed_round();
         for (req, index) in self.read_only.release(confirmed) {
-            if req.from == me {
-                self.read_states.push(ReadState {
-                    ctx: req.ctx,
-                    index,
-                });
-            } else {
-                let body = MessageBody::ReadIndexResponse(ReadIndexResponse {
-                    ctx: req.ctx,
-                    index: Some(index),
-                });
-                self.send(req.from, body);
-            }
+            self.answer_read(req, index);
+        }
+    }
+
+    /// Answers a read at `index`: a read state here, or a response to the follower that asked.
+    fn answer_read(&mut self, req: ReadRequest, index: LogIndex) {
+        if req.from == self.id {
+            self.read_states.push(ReadState {
+                ctx: req.ctx,
+                index,
+            });
+        } else {
+            let body = MessageBody::ReadIndexResponse(ReadIndexResponse {
+                ctx: req.ctx,
+                index: Some(index),
+            });
+            self.send(req.from, body);
         }
     }
 

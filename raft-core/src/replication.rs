@@ -148,8 +148,14 @@ impl<S: Storage> Raft<S> {
         );
     }
 
+    /// The periodic heartbeat (§5.2).
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let round = self.read_only.last_round();
+        let round = self.read_only.heartbeat_round(self.ticks);
+        self.send_heartbeats(round);
+    }
+
+    /// Heartbeats to every peer carrying read round `round`.
+    pub(crate) fn send_heartbeats(&mut self, round: u64) {
         for to in self.peers().collect::<Vec<_>>() {
             let matched = self.progress.get(&to).map_or(LogIndex(0), |p| p.matched);
             // Never tell a follower to commit past what it is known to hold.

@@ -8,6 +8,11 @@
 //! down on seeing the higher term. If that has not happened within one election timeout the
 //! leader gives up and accepts proposals again. A leader that steps down forgets its
 //! transfer.
+//!
+//! Read leases: a leader holds none while a transfer runs, nor for the rest of its term once
+//! it sent `TimeoutNow` — the target's votes are granted even by followers that promised
+//! this leader not to vote (they are marked `transfer`), and a delayed `TimeoutNow` can start
+//! that election after the transfer was abandoned.
 
 use tracing::{debug, info};
 
@@ -114,6 +119,8 @@ impl<S: Storage> Raft<S> {
         if let Some(t) = self.transfer.as_mut() {
             t.timeout_now_sent = true;
         }
+        // The target may campaign whenever this arrives, with votes that ignore leases.
+        self.lease_revoked = true;
         debug!(node = %self.id, term = %self.term, to = %target, last_index = %last,
                "transfer target caught up; sending TimeoutNow");
         self.send(target, MessageBody::TimeoutNow(TimeoutNow {}));

@@ -3,8 +3,9 @@
 //! After an intended behaviour change: `REWRITE=1 cargo test -p raft-core --test scenarios`.
 //!
 //! Commands:
-//! - `add-nodes ids=(1,2,3) [pre-vote=false]` with optional input lines `ID: T T T` giving
-//!   the terms of a node's initial log (for divergent-log set-ups);
+//! - `add-nodes ids=(1,2,3) [pre-vote=false] [check-quorum=false] [read-lease=true]` with
+//!   optional input lines `ID: T T T` giving the terms of a node's initial log (for
+//!   divergent-log set-ups);
 //! - `campaign id=N`, `tick id=N [n=K]`, `tick-heartbeat id=N`, `tick-all [n=K]` (each round
 //!   ticks every live node, then stabilizes);
 //! - `propose id=N [count=K] [data=S]` (one batch), `read-index id=N ctx=(A,B)` (together);
@@ -14,7 +15,8 @@
 //!   `quiet` only a count;
 //! - `isolate id=N`, `partition` (input: one group per line), `heal`, `crash id=N`,
 //!   `restart id=N`;
-//! - `status` (a leader running a transfer shows `transferring=M`), `log id=N`, `reads id=N`,
+//! - `status` (a leader running a transfer shows `transferring=M`, one holding a read lease
+//!   `lease`), `log id=N`, `reads id=N`,
 //!   `safety`.
 
 mod support;
@@ -39,9 +41,13 @@ fn id(tc: &TestCase) -> u64 {
 fn add_nodes(tc: &TestCase) -> Net {
     let ids: Vec<u64> = tc.args["ids"].iter().map(|s| s.parse().unwrap()).collect();
     let pre_vote = arg::<bool>(tc, "pre-vote").unwrap_or(true);
+    let check_quorum = arg::<bool>(tc, "check-quorum").unwrap_or(true);
+    let read_lease = arg::<bool>(tc, "read-lease").unwrap_or(false);
     let cfg = move |i: u64| {
         let mut c = config(i);
         c.pre_vote = pre_vote;
+        c.check_quorum = check_quorum;
+        c.read_lease = read_lease;
         c
     };
     let mut net = Net::with_config(&ids, cfg);
@@ -73,7 +79,7 @@ fn status(net: &Net) -> String {
             Some(r) => {
                 let s = r.status();
                 out.push_str(&format!(
-                    "{}: {:?} term={} leader={} commit={} applied={} last={}{}\n",
+                    "{}: {:?} term={} leader={} commit={} applied={} last={}{}{}\n",
                     s.id,
                     s.role,
                     s.term,
@@ -82,7 +88,8 @@ fn status(net: &Net) -> String {
                     s.applied,
                     s.last_index,
                     s.transferring
-                        .map_or(String::new(), |t| format!(" transferring={t}"))
+                        .map_or(String::new(), |t| format!(" transferring={t}")),
+                    if s.lease_valid { " lease" } else { "" }
                 ));
             }
         }

@@ -6,7 +6,8 @@
 mod support;
 
 use raft_core::{
-    Error, LogIndex, Message, MessageBody, NodeId, RequestVote, Role, Term, TimeoutNow,
+    AppendEntries, Error, LogIndex, Message, MessageBody, NodeId, RequestVote, Role, Term,
+    TimeoutNow,
 };
 use support::Net;
 
@@ -340,19 +341,20 @@ fn leader_stepping_down_forgets_its_transfer() {
     net.isolate(3);
     net.transfer_leader(1, 3).unwrap();
     net.stabilize();
-    let last = status(&mut net, 1).last_index;
-    let vote = Message {
+    // A leader of a later term makes itself known (a vote request would be ignored: with
+    // CheckQuorum a leader keeps its lease until it loses its quorum).
+    let append = Message {
         from: NodeId(2),
         to: NodeId(1),
         term: Term(5),
-        body: MessageBody::RequestVote(RequestVote {
-            pre_vote: false,
-            last_log_index: last,
-            last_log_term: Term(1),
-            transfer: false,
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: Vec::new(),
+            leader_commit: LogIndex(0),
         }),
     };
-    step_and_collect(&mut net, vote);
+    step_and_collect(&mut net, append);
     let st = status(&mut net, 1);
     assert_eq!(
         (st.role, st.term, st.transferring),
