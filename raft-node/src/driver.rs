@@ -97,6 +97,11 @@ pub(crate) struct Driver {
     pub(crate) sending: HashSet<NodeId>,
     /// The newest ready whose write is durable, not yet acknowledged to the core.
     pub(crate) persisted: Option<u64>,
+    /// The hard state last handed to the log writer.
+    pub(crate) written_hs: raft_core::HardState,
+    /// A newer hard state that differs from `written_hs` only in its commit index, not
+    /// written yet (see `handle_ready`).
+    pub(crate) deferred_hs: Option<raft_core::HardState>,
 }
 
 impl Driver {
@@ -436,8 +441,28 @@ impl Driver {
             metrics::counter!("raft_snapshots_total", "kind" => "installed", "outcome" => "ok")
                 .increment(1);
         }
-        let mut write = LogWrite::entries(rd.entries);
+        // Term and vote must be durable before the answers that depend on them; the commit
+        // index need not be durable at all (a restarted node learns it again, and starts at
+        // least at its applied index). So a ready whose only change is the commit index
+        // writes nothing: its commit rides along with the next write that syncs anyway.
+        // Otherwise every replicated entry would cost a second fsync for the commit it
+        // caused, and the next entry's fsync would queue behind it.
+        let must_sync = !rd.entries.is_empty() || rd.snapshot.is_some();
+        let mut hs_to_write = None;
         if let Some(hs) = rd.hard_state {
+            let commit_only = hs.term == self.written_hs.term && hs.vote == self.written_hs.vote;
+            if commit_only && !must_sync {
+                self.deferred_hs = Some(hs);
+            } else {
+                hs_to_write = Some(hs);
+            }
+        } else if must_sync {
+            hs_to_write = self.deferred_hs;
+        }
+        let mut write = LogWrite::entries(rd.entries);
+        if let Some(hs) = hs_to_write {
+            self.written_hs = hs;
+            self.deferred_hs = None;
             write = write.with_hard_state(hs);
         }
         if let Some(meta) = rd.snapshot {

@@ -191,6 +191,8 @@ impl Node {
             snapshot_waiters: Vec::new(),
             sending: HashSet::new(),
             persisted: None,
+            written_hs: log.hard_state(),
+            deferred_hs: None,
         };
         let driver = tokio::spawn(driver.run());
 

@@ -397,7 +397,10 @@ fn raft_transfer_moves_the_leadership() {
     );
     let started = Instant::now();
     let reply = c.cmd(leader, &["RAFT.TRANSFER", &target.to_string()]);
-    println!("RAFT.TRANSFER {target}: {reply:?} in {:?}", started.elapsed());
+    println!(
+        "RAFT.TRANSFER {target}: {reply:?} in {:?}",
+        started.elapsed()
+    );
     assert_eq!(reply, ok());
     assert_eq!(c.raft_info(target)["role"], "leader");
     assert_eq!(c.leader(), target);
