@@ -78,7 +78,7 @@ struct RunArgs {
     /// Certificate directory (ca.crt, node-<id>.crt, node-<id>.key).
     #[arg(long)]
     certs: Option<PathBuf>,
-    /// linearizable (default) or stale.
+    /// linearizable (default), lease or stale.
     #[arg(long)]
     read_mode: Option<ReadMode>,
     /// Tick length in milliseconds.

@@ -120,6 +120,11 @@ impl Node {
         raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
         raft_cfg.snapshot_interval = cfg.snapshot_interval;
         raft_cfg.max_inflight_msgs = cfg.max_inflight_msgs;
+        raft_cfg.read_lease = cfg.read_mode == crate::config::ReadMode::Lease;
+        raft_cfg.max_clock_drift_ticks = cfg.max_clock_drift_ticks;
+        raft_cfg
+            .validate()
+            .map_err(|e| NodeError::Config(format!("raft settings: {e}")))?;
         raft_cfg.seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);

@@ -508,3 +508,45 @@ fn sigterm_answers_in_flight_requests() {
         }
     }
 }
+
+/// `read_mode = "lease"` (raft-core's lease reads, with CheckQuorum): reads on every node see
+/// the writes acknowledged before them, including a GET pipelined right after its SET, and
+/// through a follower.
+#[test]
+fn lease_reads_see_acknowledged_writes() {
+    let c = Cluster::start_with(
+        3,
+        Options {
+            config_toml: Some("read_mode = \"lease\"\n".into()),
+            ..Options::default()
+        },
+    );
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    for (i, id) in [leader, follower, leader, follower].into_iter().enumerate() {
+        let key = format!("lease{i}");
+        let mut cl = c.client(id);
+        assert_eq!(cl.cmd_retry(&["SET", &key, "x"], CONVERGE), ok());
+        for reader in c.live_ids() {
+            assert_eq!(c.cmd(reader, &["GET", &key]), bulk("x"), "node {reader}");
+        }
+    }
+    // Pipelined: each GET right behind its SET on one connection.
+    for id in [leader, follower] {
+        let mut cl = c.client(id);
+        for i in 0..50 {
+            let key = format!("p{id}-{i}");
+            cl.send(&[b"SET", key.as_bytes(), i.to_string().as_bytes()])
+                .unwrap();
+            cl.send(&[b"GET", key.as_bytes()]).unwrap();
+        }
+        for i in 0..50 {
+            assert_eq!(cl.read_reply().unwrap(), ok(), "node {id} SET {i}");
+            assert_eq!(
+                cl.read_reply().unwrap(),
+                bulk(&i.to_string()),
+                "node {id} GET {i}"
+            );
+        }
+    }
+}

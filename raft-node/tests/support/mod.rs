@@ -38,13 +38,11 @@ pub struct Options {
 }
 
 /// How long [`Cluster::start_with`] waits after the nodes are up before handing the cluster
-/// to the test. Works around a raft-net-quic race: a node that dialed a peer before the
-/// peer was listening has its QUIC Initial retransmitted up to ~1 s later; when that late
-/// handshake completes it replaces the connection the peer dialed meanwhile (the lower id's
-/// dial wins the tie-break), and requests forwarded on the replaced connection fail with
-/// `TRYAGAIN forwarding to leader N failed: ... connection lost`. See
-/// `large_writes_forwarded_right_after_start` in tests/clients.rs. Remove once fixed.
-pub const SETTLE: Duration = Duration::from_millis(2000);
+/// to the test. It used to work around a raft-net-quic race (a late startup handshake
+/// replacing a working connection cut the forwards in flight on it; a replaced connection
+/// now drains first, see `large_writes_forwarded_right_after_start` in tests/clients.rs);
+/// a short pause is kept so that tests start from a settled cluster.
+pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// One node of a [`Cluster`].
 pub struct NodeProc {
