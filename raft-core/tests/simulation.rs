@@ -6,6 +6,12 @@
 //! one longer than an election timeout); at the end all faults heal and the cluster must
 //! elect a leader and commit within a bounded time.
 //!
+//! Clients also read (ReadIndex, thesis §6.4) on random nodes. A third of the seeds run
+//! without CheckQuorum, a third with it, and a third with it and lease reads (§6.4.1); in all
+//! of them every read must be linearizable: the index a `ReadState` carries is at least every
+//! commit index any node had reached when the read was requested (any entry up to there may
+//! already have been acknowledged to a client).
+//!
 //! `SIM_SEEDS=N` runs N seeds (default 4000, split over the 3- and 5-node tests);
 //! `SIM_SEED=S` replays one seed.
 
@@ -58,6 +64,8 @@ enum Event {
     Deliver(Message),
     Persist(NodeId),
     Tick,
+    /// Cut the node off from everybody else.
+    Isolate(NodeId),
 }
 
 const TICK: u64 = 10;
@@ -84,6 +92,11 @@ struct Sim {
     transfers: BTreeMap<(NodeId, Term), (NodeId, u64)>,
     /// Transfers whose outcome is not known yet: (target, the old leader's term, start time).
     transfer_watch: Vec<(NodeId, Term, u64)>,
+    /// Reads requested and not answered yet: ctx -> the cluster's highest commit index when
+    /// the read was requested (the answer's index must be at least that).
+    reads: BTreeMap<Bytes, u64>,
+    /// Faults are over: the liveness check runs.
+    healed: bool,
 }
 
 impl Sim {
@@ -103,6 +116,14 @@ impl Sim {
                 // Snapshots and compaction (§7): often, now and then, never. A follower that
                 // falls behind the compaction point catches up by snapshot.
                 c.snapshot_interval = [10, 40, 0][(seed / 9 % 3) as usize];
+                // CheckQuorum off, on, on with lease reads (mixed so that the first seeds,
+                // which the heavier tests run, cover all three); the lease with and without a
+                // margin for clock drift (the nodes' ticks are in lockstep here, so even no
+                // margin must be safe).
+                let mode = (seed / 27 + seed) % 3;
+                c.check_quorum = mode > 0;
+                c.read_lease = mode == 2;
+                c.max_clock_drift_ticks = [0, 2][(seed / 81 % 2) as usize];
                 (NodeId(i), SimNode::new(c, MemStorage::new(voters.clone())))
             })
             .collect();
@@ -121,6 +142,8 @@ impl Sim {
             commit_checked: 0,
             transfers: BTreeMap::new(),
             transfer_watch: Vec::new(),
+            reads: BTreeMap::new(),
+            healed: false,
         };
         s.schedule(TICK, Event::Tick);
         s
@@ -170,11 +193,58 @@ impl Sim {
         let before = n.writes.len();
         n.drain(false, &mut self.checker, &mut out);
         let added = n.writes.len().saturating_sub(before);
+        let answered: Vec<_> = n.read_states.drain(..).collect();
+        let failed = n.failed_reads.len();
+        for ctx in n.failed_reads.drain(..) {
+            self.reads.remove(&ctx);
+        }
+        READS_FAILED.with(|c| c.set(c.get() + failed));
+        for r in answered {
+            bump(&READS_SERVED);
+            match self.reads.remove(&r.ctx) {
+                Some(floor) if r.index.get() < floor => self.checker.violations.push(format!(
+                    "stale read on node {id}: {} answered at index {} but {floor} was \
+                     committed when it was requested",
+                    String::from_utf8_lossy(&r.ctx),
+                    r.index
+                )),
+                Some(_) => {}
+                None => self.checker.violations.push(format!(
+                    "node {id} answered read {} that is not pending",
+                    String::from_utf8_lossy(&r.ctx)
+                )),
+            }
+        }
         for _ in 0..added {
             let d = self.rng.below(5);
             self.schedule(d, Event::Persist(id));
         }
         self.send(out);
+    }
+
+    /// A client asks node `id` for a linearizable read.
+    fn read(&mut self, id: NodeId) {
+        let n = self.nodes.get_mut(&id).unwrap();
+        let Some(raw) = n.raw.as_mut() else { return };
+        self.next_value += 1;
+        let ctx = Bytes::from(format!("r{}-{}", id, self.next_value));
+        let floor = self.checker.max_committed();
+        let st = raw.status();
+        match raw.read_index(ctx.clone()) {
+            Ok(()) => {
+                bump(&READS_REQUESTED);
+                if st.lease_valid {
+                    bump(&READS_ON_LEASE);
+                }
+                self.reads.insert(ctx, floor);
+            }
+            Err(Error::NotLeader { .. }) if st.role != Role::Leader => {}
+            Err(e) => self
+                .checker
+                .violations
+                .push(format!("node {id}: unexpected read error {e}")),
+        }
+        self.settle(id);
     }
 
     fn step_event(&mut self) -> bool {
@@ -217,6 +287,12 @@ impl Sim {
                     }
                 }
             }
+            // (Not once everything healed for the liveness check.)
+            Event::Isolate(id) if !self.healed => {
+                self.group.clear();
+                self.group.insert(id, 1);
+            }
+            Event::Isolate(_) => {}
             Event::Persist(id) => {
                 let mut out = Vec::new();
                 let n = self.nodes.get_mut(&id).unwrap();
@@ -268,6 +344,15 @@ impl Sim {
 
     fn leader(&self) -> Option<NodeId> {
         support::leader_of(&self.nodes)
+    }
+
+    /// Every live node that believes it is leader (of any term).
+    fn leaders(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.role() == Some(Role::Leader))
+            .map(|n| n.id)
+            .collect()
     }
 
     fn propose(&mut self, id: NodeId) {
@@ -368,6 +453,10 @@ impl Sim {
 
     fn crash(&mut self, id: NodeId) {
         self.nodes.get_mut(&id).unwrap().crash();
+        // Its clients' reads are lost with it.
+        let prefix = format!("r{id}-");
+        self.reads
+            .retain(|ctx, _| !ctx.starts_with(prefix.as_bytes()));
     }
 
     fn restart(&mut self, id: NodeId) {
@@ -413,6 +502,7 @@ impl Sim {
     fn heal_and_check(&mut self) -> Result<usize, String> {
         self.faults = CALM;
         self.group.clear();
+        self.healed = true;
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for &id in &ids {
             self.restart(id);
@@ -563,7 +653,29 @@ fn run_seed(seed: u64, nodes: u64) -> Result<usize, String> {
                     down += 1;
                 }
             }
-            7 if transfers => s.transfer(),
+            7 if transfers => {
+                let old = s.leader();
+                s.transfer();
+                // Now and then the old leader is cut off right after: the target may win
+                // with votes that ignore the old leader's lease while the old leader, unaware,
+                // still believes it leads (the raft-rs lease-during-transfer hazard).
+                // (Later, so that the TimeoutNow already sent gets through.)
+                if let Some(l) = old
+                    && s.rng.chance(0.3)
+                {
+                    let d = 1 + s.rng.below(2 * TICK);
+                    s.schedule(d, Event::Isolate(l));
+                }
+            }
+            8..=10 => {
+                // Every node that believes it leads gets a read (a deposed leader that does
+                // not know yet is where a stale read would come from), and a random node.
+                for id in s.leaders() {
+                    s.read(id);
+                }
+                let v = s.random_node();
+                s.read(v);
+            }
             _ => {
                 for _ in 0..s.rng.below(4) {
                     let target = if s.rng.chance(0.8) { s.leader() } else { None };
@@ -641,10 +753,24 @@ thread_local! {
     /// Leadership transfers started, and those whose target then became leader.
     static TRANSFERS_STARTED: Cell<usize> = const { Cell::new(0) };
     static TRANSFERS_COMPLETED: Cell<usize> = const { Cell::new(0) };
+    /// Reads requested, of which on a leader holding a lease, answered, failed.
+    static READS_REQUESTED: Cell<usize> = const { Cell::new(0) };
+    static READS_ON_LEASE: Cell<usize> = const { Cell::new(0) };
+    static READS_SERVED: Cell<usize> = const { Cell::new(0) };
+    static READS_FAILED: Cell<usize> = const { Cell::new(0) };
 }
 
 fn bump(counter: &'static std::thread::LocalKey<Cell<usize>>) {
     counter.with(|c| c.set(c.get() + 1));
+}
+
+fn read_counts() -> [usize; 4] {
+    [
+        READS_REQUESTED.with(Cell::get),
+        READS_ON_LEASE.with(Cell::get),
+        READS_SERVED.with(Cell::get),
+        READS_FAILED.with(Cell::get),
+    ]
 }
 
 fn run_seeds(test: &str, parity: u64, nodes: u64) {
@@ -654,10 +780,13 @@ fn run_seeds(test: &str, parity: u64, nodes: u64) {
         TRANSFERS_STARTED.with(Cell::get),
         TRANSFERS_COMPLETED.with(Cell::get),
     );
+    let reads0 = read_counts();
     let acked = run_each(test, &seeds, |seed| run_seed(seed, nodes));
     let snapshots = SNAPSHOTS_DELIVERED.with(Cell::get) - before;
     let started = TRANSFERS_STARTED.with(Cell::get) - started0;
     let completed = TRANSFERS_COMPLETED.with(Cell::get) - completed0;
+    let reads = read_counts();
+    let [requested, on_lease, served, failed] = std::array::from_fn(|i| reads[i] - reads0[i]);
     let count = seeds.len();
     // The runs must do real work: clients see most proposals committed, and followers that
     // fell behind a compaction catch up by snapshot.
@@ -673,10 +802,15 @@ fn run_seeds(test: &str, parity: u64, nodes: u64) {
         count < 200 || completed > 0,
         "no leadership transfer completed in {count} seeds ({started} started)"
     );
+    assert!(
+        count < 200 || (served > count && on_lease > 0),
+        "reads barely exercised: {requested} requested, {on_lease} on a lease, {served} served"
+    );
     println!(
         "{count} seeds passed ({nodes} nodes), {acked} acknowledged proposals checked, \
          {snapshots} snapshots delivered, {started} leadership transfers started, \
-         {completed} completed"
+         {completed} completed; reads: {requested} requested ({on_lease} on a leader's lease), \
+         {served} served and checked linearizable, {failed} failed"
     );
 }
 
@@ -752,6 +886,8 @@ fn churn_seed(seed: u64) -> Result<usize, String> {
             let target = s.random_node();
             s.propose(target);
         }
+        let target = s.random_node();
+        s.read(target);
         let dt = 1 + s.rng.below(2 * TICK);
         s.run_for(dt)?;
     }
