@@ -43,6 +43,12 @@ pub fn raft_info(st: &Status) -> String {
         st.first_index,
         st.snapshot_index
     );
+    if let Some(to) = st.transferring {
+        let _ = write!(s, "transferring_to:{to}\r\n");
+    }
+    if st.role == Role::Leader {
+        let _ = write!(s, "lease_valid:{}\r\n", u8::from(st.lease_valid));
+    }
     for p in &st.peers {
         let _ = write!(
             s,
