@@ -288,6 +288,22 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
         );
         children.push((*i, child));
     }
+    // Print the line to try only once every node takes connections.
+    for (i, (_, client, _)) in ids.iter().zip(&addrs) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", *client))
+            .await
+            .is_err()
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::Fatal(format!(
+                    "node {i} did not listen on 127.0.0.1:{client} within 60 s; see its log in {}",
+                    dir.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let first = addrs[0].1;
     println!("try:  redis-cli -p {first} set hello world && redis-cli -p {first} get hello");
     println!("Ctrl-C stops every node.");
