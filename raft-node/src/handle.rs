@@ -18,6 +18,8 @@ use crate::kv::KvStore;
 /// How long to wait before asking again after a transient refusal (a read round that a
 /// leader change failed, a forward to a peer that is reconnecting).
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How long a read waits for its read index before asking again (a lost message).
+const READ_REASK: Duration = Duration::from_secs(1);
 /// The longest wait for a role change before a refused request is tried again.
 const MAX_RETRY_WAIT: Duration = Duration::from_millis(200);
 
@@ -193,13 +195,15 @@ impl NodeHandle {
                 .send(Input::Read { reply })
                 .await
                 .map_err(|_| RequestError::Stopping)?;
-            // A read asked of a leader that then died is never answered: ask again once
-            // the leader changes (reads have no effect, so asking twice is harmless).
+            // A read asked of a leader that then died, or whose request or answer was lost,
+            // is never answered: ask again once the leader changes or after a while (reads
+            // have no effect, so asking twice is harmless).
             let leader = role.borrow_and_update().leader;
             let answer = async {
                 tokio::select! {
                     r = rx => Some(r),
                     _ = role.wait_for(|r| r.leader != leader) => None,
+                    _ = tokio::time::sleep(READ_REASK) => None,
                 }
             };
             match tokio::time::timeout_at(deadline.into(), answer).await {
