@@ -10,18 +10,39 @@ use std::time::{Duration, Instant};
 
 use support::{BIN, CONVERGE, Client, bulk, ok};
 
+/// Stops `dev` (and so its nodes) if the test fails midway: SIGTERM, then SIGKILL.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+        }
+    }
+}
+
 #[test]
 fn dev_starts_a_cluster_and_stops_it_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("raft-dev");
-    let mut child = Command::new(BIN)
+    let mut dev = Dev(Command::new(BIN)
         .args(["dev", "--nodes", "3", "--dir"])
         .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .unwrap());
+    let mut lines = BufReader::new(dev.0.stdout.take().unwrap()).lines();
     let mut ports = Vec::new();
     let mut try_line = None;
     while let Some(Ok(line)) = lines.next() {
@@ -57,13 +78,13 @@ fn dev_starts_a_cluster_and_stops_it_on_sigterm() {
 
     // SIGTERM stops every node and then `dev` itself, cleanly.
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &dev.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = dev.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "dev did not exit within 30 s");
