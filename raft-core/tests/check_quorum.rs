@@ -30,7 +30,7 @@ fn cluster_with(n: u64, cfg: impl Fn(u64) -> Config) -> Net {
     net.campaign(1);
     net.stabilize();
     round(&mut net);
-    assert_eq!(status(&mut net, 1).role, Role::Leader);
+    assert_eq!(net.status(1).role, Role::Leader);
     net
 }
 
@@ -40,12 +40,8 @@ fn round(net: &mut Net) {
     net.stabilize();
 }
 
-fn status(net: &mut Net, id: u64) -> raft_core::Status {
-    net.node(id).raw().status()
-}
-
 fn vote(from: u64, to: u64, term: u64, net: &mut Net, pre_vote: bool, transfer: bool) -> Message {
-    let st = status(net, from);
+    let st = net.status(from);
     let last_term = net
         .node(from)
         .raw()
@@ -65,17 +61,6 @@ fn vote(from: u64, to: u64, term: u64, net: &mut Net, pre_vote: bool, transfer: 
     }
 }
 
-/// Steps `m` into its recipient and returns what the recipient sends in response (writes
-/// made durable at once).
-fn step_and_collect(net: &mut Net, m: Message) -> Vec<Message> {
-    let to = m.to;
-    let n = net.nodes.get_mut(&to).expect("known node");
-    n.raw().step(m).unwrap();
-    let mut out = Vec::new();
-    n.drain(true, &mut net.checker, &mut out);
-    out
-}
-
 /// Node `from` asks node `to` for a (pre-)vote in `term`; returns the answers, described.
 fn ask(
     net: &mut Net,
@@ -86,7 +71,7 @@ fn ask(
     transfer: bool,
 ) -> Vec<String> {
     let m = vote(from, to, term, net, pre_vote, transfer);
-    let out = step_and_collect(net, m);
+    let out = net.step_and_collect(m);
     out.iter().map(support::describe).collect()
 }
 
@@ -105,7 +90,7 @@ fn leader_cut_off_from_majority_steps_down_after_one_election_timeout() {
     net.partition(&[&[1, 2], &[3, 4, 5]]);
     for t in 1..T {
         round(&mut net);
-        let st = status(&mut net, 1);
+        let st = net.status(1);
         assert_eq!(
             (st.role, st.term),
             (Role::Leader, Term(1)),
@@ -114,7 +99,7 @@ fn leader_cut_off_from_majority_steps_down_after_one_election_timeout() {
         assert_eq!(st.quorum_silent_ticks, Some(u64::from(t)));
     }
     round(&mut net);
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!(
         (st.role, st.term, st.leader),
         (Role::Follower, Term(1), NodeId::NONE),
@@ -133,7 +118,7 @@ fn leader_cut_off_from_majority_steps_down_after_one_election_timeout() {
     for _ in 0..3 {
         round(&mut net);
     }
-    assert_eq!(status(&mut net, 1).leader, NodeId(new));
+    assert_eq!(net.status(1).leader, NodeId(new));
     net.assert_safe();
 }
 
@@ -145,7 +130,7 @@ fn leader_with_a_quorum_stays_leader() {
     for _ in 0..10 * T {
         round(&mut net);
     }
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!((st.role, st.term), (Role::Leader, Term(1)));
     assert!(st.quorum_silent_ticks.unwrap() < 2);
     net.assert_safe();
@@ -163,7 +148,7 @@ fn without_check_quorum_an_isolated_leader_stays() {
     for _ in 0..5 * T {
         round(&mut net);
     }
-    assert_eq!(status(&mut net, 1).role, Role::Leader);
+    assert_eq!(net.status(1).role, Role::Leader);
 }
 
 // ---- CheckQuorum: leader stickiness ----
@@ -178,7 +163,7 @@ fn rejoining_node_with_higher_pre_vote_term_does_not_unseat_the_leader() {
     for _ in 0..5 * T {
         round(&mut net);
     }
-    let st = status(&mut net, 3);
+    let st = net.status(3);
     assert_eq!((st.role, st.term), (Role::PreCandidate, Term(1)));
     net.heal();
     // Its pre-vote for term 2 reaches the others while they hear from the leader: refused.
@@ -191,7 +176,7 @@ fn rejoining_node_with_higher_pre_vote_term_does_not_unseat_the_leader() {
         round(&mut net);
     }
     for id in 1..=3 {
-        let st = status(&mut net, id);
+        let st = net.status(id);
         assert_eq!((st.term, st.leader), (Term(1), NodeId(1)), "node {id}");
     }
     net.assert_safe();
@@ -207,7 +192,7 @@ fn vote_request_during_a_fresh_leaders_lease_is_ignored() {
     for to in [2, 1] {
         let out = ask(&mut net, 3, to, 5, false, false);
         assert!(out.is_empty(), "node {to} answered: {out:?}");
-        let st = status(&mut net, to);
+        let st = net.status(to);
         assert_eq!(
             (st.term, st.vote, st.leader),
             (Term(1), NodeId(1), NodeId(1))
@@ -236,7 +221,7 @@ fn transfer_vote_is_granted_during_the_lease() {
     assert_eq!(answers, ["2->3 t2 VoteResp granted"]);
     let answers = ask(&mut net, 3, 1, 2, false, true);
     assert_eq!(answers, ["1->3 t2 VoteResp granted"]);
-    assert_eq!(status(&mut net, 1).role, Role::Follower);
+    assert_eq!(net.status(1).role, Role::Follower);
 }
 
 /// A transfer completes with CheckQuorum on, and its target wins at once.
@@ -245,7 +230,7 @@ fn transfer_completes_with_check_quorum() {
     let mut net = cluster_with(3, lease_config);
     net.transfer_leader(1, 3).unwrap();
     net.stabilize();
-    let st = status(&mut net, 3);
+    let st = net.status(3);
     assert_eq!((st.role, st.term), (Role::Leader, Term(2)));
     net.assert_safe();
 }
@@ -257,7 +242,7 @@ fn restarted_node_ignores_votes_for_an_election_timeout() {
     let mut net = cluster_with(3, lease_config);
     net.crash(2);
     net.restart(2);
-    let st = status(&mut net, 2);
+    let st = net.status(2);
     assert_eq!((st.term, st.leader), (Term(1), NodeId::NONE));
     let out = ask(&mut net, 3, 2, 2, false, false);
     assert!(out.is_empty(), "restarted node answered: {out:?}");
@@ -286,7 +271,7 @@ fn lease_read_is_answered_without_a_heartbeat_round() {
     let mut net = cluster_with(3, lease_config);
     net.propose(1, b"a").unwrap();
     net.stabilize();
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert!(st.lease_valid);
     assert_eq!(st.commit, LogIndex(2));
     net.read_index(1, &[b"r1"]).unwrap();
@@ -307,7 +292,7 @@ fn lease_read_is_answered_without_a_heartbeat_round() {
 #[test]
 fn without_lease_a_read_takes_a_heartbeat_round() {
     let mut net = cluster_with(3, config);
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert!(!st.lease_valid);
     net.read_index(1, &[b"r"]).unwrap();
     assert_eq!(
@@ -334,13 +319,10 @@ fn lease_lapses_when_the_leader_is_isolated() {
     net.isolate(1);
     for t in 1..lease {
         net.tick(1);
-        assert!(
-            status(&mut net, 1).lease_valid,
-            "lease lost after {t} ticks"
-        );
+        assert!(net.status(1).lease_valid, "lease lost after {t} ticks");
     }
     net.tick(1);
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!(st.role, Role::Leader);
     assert!(!st.lease_valid, "lease still valid after {lease} ticks");
     net.queue.clear();
@@ -357,7 +339,7 @@ fn lease_lapses_when_the_leader_is_isolated() {
     for _ in lease..T {
         net.tick(1);
     }
-    assert_eq!(status(&mut net, 1).role, Role::Follower);
+    assert_eq!(net.status(1).role, Role::Follower);
     assert_eq!(net.node(1).failed_reads, [Bytes::from_static(b"r")]);
 }
 
@@ -368,11 +350,11 @@ fn no_lease_read_before_the_leaders_first_commit() {
     let mut net = Net::with_config(&[1, 2, 3], lease_config);
     net.campaign(1);
     // Deliver until node 1 is leader, but not the appends of its no-op.
-    while status(&mut net, 1).role != Role::Leader {
+    while net.status(1).role != Role::Leader {
         assert!(net.deliver_one());
     }
     net.read_index(1, &[b"r"]).unwrap();
-    assert!(!status(&mut net, 1).lease_valid);
+    assert!(!net.status(1).lease_valid);
     assert!(take_reads(&mut net, 1).is_empty());
     net.stabilize();
     round(&mut net);
@@ -390,7 +372,7 @@ fn no_lease_read_during_a_transfer() {
     net.propose(1, b"a").unwrap();
     net.stabilize();
     net.transfer_leader(1, 3).unwrap();
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!(st.transferring, Some(NodeId(3)));
     assert!(!st.lease_valid);
     net.queue.clear();
@@ -408,7 +390,7 @@ fn no_lease_read_during_a_transfer() {
     for _ in 0..T {
         round(&mut net);
     }
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!((st.role, st.transferring), (Role::Leader, None));
     assert!(st.lease_valid, "no TimeoutNow went out: the lease is back");
 }
@@ -425,7 +407,7 @@ fn no_lease_for_the_rest_of_the_term_after_timeout_now() {
     for _ in 0..2 * T {
         round(&mut net);
     }
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!(
         (st.role, st.term, st.transferring),
         (Role::Leader, Term(1), None)

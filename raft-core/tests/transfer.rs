@@ -26,10 +26,6 @@ fn cluster() -> Net {
     net
 }
 
-fn status(net: &mut Net, id: u64) -> raft_core::Status {
-    net.node(id).raw().status()
-}
-
 /// The messages queued from `from` to `to`, described.
 fn queued(net: &Net, from: u64, to: u64) -> Vec<String> {
     net.queue
@@ -48,16 +44,6 @@ fn timeout_now(from: u64, to: u64, term: u64) -> Message {
     }
 }
 
-/// Steps `m` into its recipient and returns what the recipient sends in response.
-fn step_and_collect(net: &mut Net, m: Message) -> Vec<Message> {
-    let to = m.to;
-    let n = net.nodes.get_mut(&to).expect("known node");
-    n.raw().step(m).unwrap();
-    let mut out = Vec::new();
-    n.drain(true, &mut net.checker, &mut out);
-    out
-}
-
 /// §3.10: a transfer to a follower that holds the leader's whole log sends `TimeoutNow` at
 /// once; the target campaigns at the next term without pre-vote, wins within a couple of
 /// message rounds, and the old leader steps down to follower.
@@ -65,13 +51,13 @@ fn step_and_collect(net: &mut Net, m: Message) -> Vec<Message> {
 fn transfer_to_up_to_date_follower() {
     let mut net = cluster();
     net.transfer_leader(1, 2).unwrap();
-    assert_eq!(status(&mut net, 1).transferring, Some(NodeId(2)));
+    assert_eq!(net.status(1).transferring, Some(NodeId(2)));
     assert_eq!(queued(&net, 1, 2), ["1->2 t1 TimeoutNow"]);
 
     // Round 1: TimeoutNow. The target campaigns at once at term 2, skipping pre-vote (pre-vote
     // is on, and would fail: everybody just heard from the leader).
     assert!(net.deliver_one());
-    let st = status(&mut net, 2);
+    let st = net.status(2);
     assert_eq!((st.role, st.term), (Role::Candidate, Term(2)));
     let votes: Vec<String> = net.queue.iter().map(support::describe).collect();
     assert_eq!(
@@ -83,26 +69,26 @@ fn transfer_to_up_to_date_follower() {
     );
     // Round 2: the vote requests and their answers.
     let mut delivered = 0;
-    while status(&mut net, 2).role != Role::Leader {
+    while net.status(2).role != Role::Leader {
         assert!(net.deliver_one(), "node 2 did not win");
         delivered += 1;
     }
     assert!(delivered <= 3, "took {delivered} messages");
-    let old = status(&mut net, 1);
+    let old = net.status(1);
     assert_eq!(
         (old.role, old.term, old.transferring),
         (Role::Follower, Term(2), None)
     );
     net.stabilize();
     for id in [1, 3] {
-        assert_eq!(status(&mut net, id).leader, NodeId(2));
+        assert_eq!(net.status(id).leader, NodeId(2));
     }
     // The new leader commits.
     let (index, term) = net.propose(2, b"b").unwrap();
     net.stabilize();
     assert_eq!(term, Term(2));
     for id in [1, 2, 3] {
-        assert!(status(&mut net, id).commit >= index);
+        assert!(net.status(id).commit >= index);
     }
     net.assert_safe();
 }
@@ -118,8 +104,8 @@ fn transfer_to_lagging_follower_replicates_first() {
     }
     net.stabilize();
     net.heal();
-    let last = status(&mut net, 1).last_index;
-    assert!(status(&mut net, 3).last_index < last);
+    let last = net.status(1).last_index;
+    assert!(net.status(3).last_index < last);
 
     net.transfer_leader(1, 3).unwrap();
     let sent = queued(&net, 1, 3);
@@ -146,9 +132,9 @@ fn transfer_to_lagging_follower_replicates_first() {
         "{trace:#?}"
     );
 
-    let st = status(&mut net, 3);
+    let st = net.status(3);
     assert_eq!((st.role, st.term), (Role::Leader, Term(2)));
-    assert_eq!(status(&mut net, 1).role, Role::Follower);
+    assert_eq!(net.status(1).role, Role::Follower);
     net.assert_safe();
 }
 
@@ -169,7 +155,7 @@ fn proposals_refused_during_transfer_and_accepted_after_abort() {
         net.tick(1);
         net.stabilize();
     }
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!((st.role, st.transferring), (Role::Leader, Some(NodeId(3))));
     let err = net.propose(1, b"x").unwrap_err();
     assert_eq!(
@@ -180,14 +166,14 @@ fn proposals_refused_during_transfer_and_accepted_after_abort() {
     // The election timeout elapses: abandoned.
     net.tick(1);
     net.stabilize();
-    let st = status(&mut net, 1);
+    let st = net.status(1);
     assert_eq!(
         (st.role, st.term, st.transferring),
         (Role::Leader, Term(1), None)
     );
     let (index, _) = net.propose(1, b"y").unwrap();
     net.stabilize();
-    assert!(status(&mut net, 2).commit >= index);
+    assert!(net.status(2).commit >= index);
     net.assert_safe();
 }
 
@@ -215,7 +201,7 @@ fn repeated_transfer_is_a_noop_and_another_target_replaces_it() {
     }
     net.stabilize();
     assert_eq!(
-        status(&mut net, 1).transferring,
+        net.status(1).transferring,
         None,
         "the first timeout kept running"
     );
@@ -224,10 +210,10 @@ fn repeated_transfer_is_a_noop_and_another_target_replaces_it() {
     net.transfer_leader(1, 3).unwrap();
     net.stabilize();
     net.transfer_leader(1, 2).unwrap();
-    assert_eq!(status(&mut net, 1).transferring, Some(NodeId(2)));
+    assert_eq!(net.status(1).transferring, Some(NodeId(2)));
     assert_eq!(queued(&net, 1, 2), ["1->2 t1 TimeoutNow"]);
     net.stabilize();
-    assert_eq!(status(&mut net, 2).role, Role::Leader);
+    assert_eq!(net.status(2).role, Role::Leader);
     net.assert_safe();
 }
 
@@ -256,7 +242,7 @@ fn transfer_errors_are_typed() {
         "unknown node 9: not a voter of the configuration"
     );
     assert!(net.queue.is_empty());
-    assert_eq!(status(&mut net, 1).transferring, None);
+    assert_eq!(net.status(1).transferring, None);
     net.propose(1, b"still accepted").unwrap();
 }
 
@@ -267,35 +253,35 @@ fn transfer_errors_are_typed() {
 fn timeout_now_from_non_leader_is_ignored() {
     let mut net = cluster();
     // From a follower of the same term.
-    let out = step_and_collect(&mut net, timeout_now(3, 2, 1));
+    let out = net.step_and_collect(timeout_now(3, 2, 1));
     assert!(out.is_empty(), "{out:?}");
-    let st = status(&mut net, 2);
+    let st = net.status(2);
     assert_eq!(
         (st.role, st.term, st.leader),
         (Role::Follower, Term(1), NodeId(1))
     );
     // At the leader itself.
-    let out = step_and_collect(&mut net, timeout_now(2, 1, 1));
+    let out = net.step_and_collect(timeout_now(2, 1, 1));
     assert!(out.is_empty(), "{out:?}");
-    assert_eq!(status(&mut net, 1).role, Role::Leader);
+    assert_eq!(net.status(1).role, Role::Leader);
 
     // Node 2 takes over in term 2; node 1's TimeoutNow of term 1 is now stale, and node 1
     // does not lead term 2.
     net.transfer_leader(1, 2).unwrap();
     net.stabilize();
-    assert_eq!(status(&mut net, 2).role, Role::Leader);
+    assert_eq!(net.status(2).role, Role::Leader);
     for m in [timeout_now(1, 3, 1), timeout_now(1, 3, 2)] {
-        let out = step_and_collect(&mut net, m);
+        let out = net.step_and_collect(m);
         assert!(out.is_empty(), "{out:?}");
-        let st = status(&mut net, 3);
+        let st = net.status(3);
         assert_eq!(
             (st.role, st.term, st.leader),
             (Role::Follower, Term(2), NodeId(2))
         );
     }
     // The real leader's TimeoutNow works (a positive control for the cases above).
-    let out = step_and_collect(&mut net, timeout_now(2, 3, 2));
-    assert_eq!(status(&mut net, 3).role, Role::Candidate);
+    let out = net.step_and_collect(timeout_now(2, 3, 2));
+    assert_eq!(net.status(3).role, Role::Candidate);
     assert!(out.iter().any(|m| matches!(
         m.body,
         MessageBody::RequestVote(RequestVote {
@@ -321,7 +307,7 @@ fn lost_timeout_now_is_repeated() {
     net.transfer_leader(1, 2).unwrap();
     net.stabilize();
     assert_eq!(
-        status(&mut net, 1).role,
+        net.status(1).role,
         Role::Leader,
         "the first one was dropped"
     );
@@ -330,8 +316,8 @@ fn lost_timeout_now_is_repeated() {
         net.tick(1);
     }
     net.stabilize();
-    assert_eq!(status(&mut net, 2).role, Role::Leader);
-    assert_eq!(status(&mut net, 1).role, Role::Follower);
+    assert_eq!(net.status(2).role, Role::Leader);
+    assert_eq!(net.status(1).role, Role::Follower);
 }
 
 /// A leader that steps down (a higher term) forgets its transfer.
@@ -354,8 +340,8 @@ fn leader_stepping_down_forgets_its_transfer() {
             leader_commit: LogIndex(0),
         }),
     };
-    step_and_collect(&mut net, append);
-    let st = status(&mut net, 1);
+    net.step_and_collect(append);
+    let st = net.status(1);
     assert_eq!(
         (st.role, st.term, st.transferring),
         (Role::Follower, Term(5), None)

@@ -111,6 +111,21 @@ impl Net {
         self.nodes.get_mut(&NodeId(id)).expect("known node")
     }
 
+    /// Node `id`'s status.
+    pub fn status(&mut self, id: u64) -> raft_core::Status {
+        self.node(id).raw().status()
+    }
+
+    /// Steps `m` into its recipient and returns what the recipient sends in response (its
+    /// writes made durable at once), without queueing it.
+    pub fn step_and_collect(&mut self, m: Message) -> Vec<Message> {
+        let n = self.nodes.get_mut(&m.to).expect("known node");
+        n.raw().step(m).unwrap();
+        let mut out = Vec::new();
+        n.drain(true, &mut self.checker, &mut out);
+        out
+    }
+
     fn settle(&mut self, id: NodeId) {
         let mut out = Vec::new();
         let persist = self.persist_now;
