@@ -72,12 +72,9 @@ pub(crate) fn spawn(
                             let result = kv.install(&dir, index, term);
                             if result.is_ok() {
                                 // Outcomes of writes the snapshot covers are unknown here.
-                                let covered: Vec<_> =
-                                    waiters.range(..=index).map(|(i, _)| *i).collect();
-                                for i in covered {
-                                    if let Some(w) = waiters.remove(&i) {
-                                        let _ = w.reply.send(Err(RequestError::Unknown));
-                                    }
+                                let later = waiters.split_off(&index.next());
+                                for (_, w) in std::mem::replace(&mut waiters, later) {
+                                    let _ = w.reply.send(Err(RequestError::Unknown));
                                 }
                                 applied.send_replace(index);
                                 let _ = events.send(Event::Applied(index));

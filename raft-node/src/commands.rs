@@ -32,30 +32,41 @@ pub enum After {
     Close,
 }
 
-/// Arity in Redis's convention: `n` exactly n arguments (the name included), `-n` at least n.
-fn arity(name: &str) -> Option<i32> {
-    Some(match name {
-        "ping" => -1,
-        "echo" => 2,
-        "get" => 2,
-        "set" => -3,
-        "del" => -2,
-        "exists" => -2,
-        "append" => 3,
-        "incr" | "decr" => 2,
-        "incrby" | "decrby" => 3,
-        "mget" => -2,
-        "mset" => -3,
-        "dbsize" => 1,
-        "info" => -1,
-        "quit" => -1,
-        "select" => 2,
-        "command" | "config" | "client" | "hello" => -1,
-        "raft.info" => 1,
-        "raft.snapshot" => 1,
-        "raft.transfer" => 2,
-        _ => return None,
-    })
+/// Every command with its arity in Redis's convention: `n` exactly n arguments (the name
+/// included), `-n` at least n.
+const COMMANDS: &[(&str, i32)] = &[
+    ("ping", -1),
+    ("echo", 2),
+    ("get", 2),
+    ("set", -3),
+    ("del", -2),
+    ("exists", -2),
+    ("append", 3),
+    ("incr", 2),
+    ("decr", 2),
+    ("incrby", 3),
+    ("decrby", 3),
+    ("mget", -2),
+    ("mset", -3),
+    ("dbsize", 1),
+    ("info", -1),
+    ("quit", -1),
+    ("select", 2),
+    ("command", -1),
+    ("config", -1),
+    ("client", -1),
+    ("hello", -1),
+    ("raft.info", 1),
+    ("raft.snapshot", 1),
+    ("raft.transfer", 2),
+];
+
+/// The command's canonical (static, lowercase) name and arity.
+fn lookup(name: &[u8]) -> Option<(&'static str, i32)> {
+    COMMANDS
+        .iter()
+        .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+        .copied()
 }
 
 /// One request, checked and sorted by how it must run.
@@ -63,37 +74,36 @@ enum Step {
     /// Answered already (a bad request).
     Done(Reply),
     /// A write, replicated through the log.
-    Write(String, Command),
+    Write(&'static str, Command),
     /// A read of the state machine, served after a read barrier.
-    Read(String, Vec<Bytes>),
+    Read(&'static str, Vec<Bytes>),
     /// Anything else (PING, INFO, RAFT.*, QUIT ...).
-    Other(String, Vec<Bytes>),
+    Other(&'static str, Vec<Bytes>),
 }
 
 fn classify(limits: &CommandLimits, args: Vec<Bytes>) -> Step {
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    let Some(arity) = arity(&name) else {
+    let Some((name, arity)) = lookup(&args[0]) else {
         metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
             .increment(1);
         return Step::Done(unknown_command(&args));
     };
     let n = args.len() as i32;
     if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
-        count(&name, false);
+        count(name, false);
         return Step::Done(Reply::err(format!(
             "wrong number of arguments for '{name}' command"
         )));
     }
-    if let Some(e) = check_sizes(&name, &args, limits) {
-        count(&name, false);
+    if let Some(e) = check_sizes(name, &args, limits) {
+        count(name, false);
         return Step::Done(e);
     }
-    match name.as_str() {
+    match name {
         "set" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset" => {
-            match parse_write(&name, &args[1..]) {
+            match parse_write(name, &args[1..]) {
                 Ok(cmd) => Step::Write(name, cmd),
                 Err(e) => {
-                    count(&name, false);
+                    count(name, false);
                     Step::Done(e)
                 }
             }
@@ -142,16 +152,16 @@ pub async fn execute_pipeline(
                 let barrier = node.read_barrier().await;
                 for (name, args) in reads {
                     let reply = match &barrier {
-                        Ok(()) => serve_read(node, &name, &args[1..]).unwrap_or_else(|e| e),
+                        Ok(()) => serve_read(node, name, &args[1..]).unwrap_or_else(|e| e),
                         Err(e) => request_error(e.clone()),
                     };
-                    count(&name, !matches!(reply, Reply::Error(_)));
+                    count(name, !matches!(reply, Reply::Error(_)));
                     out.push((reply, After::Continue));
                 }
             }
             Step::Other(name, args) => {
-                let reply = run(node, &name, &args[1..]).await;
-                count(&name, !matches!(reply, Reply::Error(_)));
+                let reply = run(node, name, &args[1..]).await;
+                count(name, !matches!(reply, Reply::Error(_)));
                 if name == "quit" {
                     out.push((reply, After::Close));
                     break;
@@ -163,10 +173,9 @@ pub async fn execute_pipeline(
     out
 }
 
-fn count(name: &str, ok: bool) {
+fn count(name: &'static str, ok: bool) {
     let result = if ok { "ok" } else { "error" };
-    metrics::counter!("raft_client_commands_total", "cmd" => name.to_owned(), "result" => result)
-        .increment(1);
+    metrics::counter!("raft_client_commands_total", "cmd" => name, "result" => result).increment(1);
 }
 
 fn unknown_command(args: &[Bytes]) -> Reply {

@@ -183,7 +183,7 @@ async fn run(args: &RunArgs) -> Result<(), NodeError> {
     let prometheus = raft_node::metrics::install().map_err(NodeError::Config)?;
     let metrics = match cfg.metrics_addr {
         Some(addr) => {
-            let l = raft_node::metrics::bind(addr)
+            let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(NodeError::io_fn(format!("listening on {addr}")))?;
             Some(tokio::spawn(raft_node::metrics::serve(l, prometheus)))

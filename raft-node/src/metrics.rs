@@ -1,8 +1,6 @@
 //! Prometheus metrics: the recorder, the gauges the driver refreshes every tick, and a
 //! minimal HTTP endpoint serving `GET /metrics`.
 
-use std::net::SocketAddr;
-
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use raft_core::{Role, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,11 +80,6 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
             let _ = conn.write_all(resp.as_bytes()).await;
         });
     }
-}
-
-/// Binds the metrics address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Refreshes the Raft gauges from a status.

@@ -55,19 +55,20 @@ impl Node {
                 .sync(cfg.sync)
                 .keep_trailing(cfg.keep_trailing),
         )?;
-        let stored = log.initial_state()?.conf_state;
+        let mut conf = log.initial_state()?.conf_state;
         let wanted: BTreeSet<NodeId> = peers.keys().copied().collect();
-        if stored.voters.is_empty() {
+        if conf.voters.is_empty() {
             if wanted.is_empty() {
                 return Err(NodeError::Config(
                     "a new node needs --peers (every member, this node included)".into(),
                 ));
             }
             // A new cluster: every member starts from the same membership.
-            log.write(LogWrite::entries(Vec::new()).with_conf_state(ConfState::new(wanted)))?;
+            conf = ConfState::new(wanted);
+            log.write(LogWrite::entries(Vec::new()).with_conf_state(conf.clone()))?;
             tracing::info!(node = %id, members = ?peers.keys().collect::<Vec<_>>(), "new node initialized");
         } else {
-            let have: BTreeSet<NodeId> = stored.voters.iter().copied().collect();
+            let have: BTreeSet<NodeId> = conf.voters.iter().copied().collect();
             if !wanted.is_empty() && have != wanted {
                 tracing::warn!(node = %id, stored = ?have, flags = ?wanted, "--peers differs from the stored membership; the stored membership wins");
             }
@@ -77,7 +78,6 @@ impl Node {
                 )));
             }
         }
-        let conf = log.initial_state()?.conf_state;
         let missing: Vec<_> = conf
             .voters
             .iter()
