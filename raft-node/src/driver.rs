@@ -361,8 +361,14 @@ impl Driver {
                 .send(Event::SnapshotRecorded(Err(e.to_string())));
             return;
         }
+        // The log compacts only up to the commit index it stores; a commit index held back
+        // (see `handle_ready`) goes with the record.
+        let hs = self.deferred_hs.take();
+        if let Some(hs) = hs {
+            self.written_hs = hs;
+        }
         self.snapshots
-            .record_and_compact(self.log.clone(), meta, self.events_tx.clone());
+            .record_and_compact(self.log.clone(), meta, hs, self.events_tx.clone());
     }
 
     fn start_snapshot(&mut self) {

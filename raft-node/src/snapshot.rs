@@ -73,16 +73,21 @@ impl Snapshots {
     }
 
     /// Records `meta` in the log (so a leader offers it to followers that fell behind), then
-    /// compacts the log below it and prunes older snapshots.
+    /// compacts the log below it and prunes older snapshots. `hard_state`, when given, is
+    /// written with the record: the log compacts only up to the commit index it stores.
     pub(crate) fn record_and_compact(
         &self,
         log: LogStore,
         meta: SnapshotMeta,
+        hard_state: Option<raft_core::HardState>,
         events: mpsc::UnboundedSender<Event>,
     ) {
         let store = self.store.clone();
         let handle = tokio::runtime::Handle::current();
-        let write = LogWrite::entries(Vec::new()).with_snapshot(meta.clone());
+        let mut write = LogWrite::entries(Vec::new()).with_snapshot(meta.clone());
+        if let Some(hs) = hard_state {
+            write = write.with_hard_state(hs);
+        }
         let compact_log = log.clone();
         log.submit(write, move |result| {
             if let Err(e) = result {

@@ -550,3 +550,70 @@ fn lease_reads_see_acknowledged_writes() {
         }
     }
 }
+
+/// `INFO` has Redis's sections (server, raft, replication, keyspace) and names the role;
+/// `RAFT.SNAPSHOT` takes a snapshot at the applied index, which `RAFT.INFO` then reports.
+#[test]
+fn info_sections_and_raft_snapshot() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    for i in 0..20 {
+        assert_eq!(
+            c.client(leader)
+                .cmd_retry(&["SET", &format!("s{i}"), "v"], CONVERGE),
+            ok()
+        );
+    }
+    let info = |id: u64, args: &[&str]| match c.cmd(id, args) {
+        Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("INFO answered {other:?}"),
+    };
+    let all = info(leader, &["INFO"]);
+    for section in ["# Server", "# Raft", "# Replication", "# Keyspace"] {
+        assert!(all.contains(section), "{section} missing:\n{all}");
+    }
+    assert!(all.contains("role:master"), "{all}");
+    assert!(info(follower, &["INFO", "replication"]).contains("role:slave"));
+    let only_raft = info(follower, &["INFO", "raft"]);
+    assert!(only_raft.contains("role:follower") && !only_raft.contains("# Server"));
+
+    let reply = c.cmd(follower, &["RAFT.SNAPSHOT"]);
+    let Reply::Integer(index) = reply else {
+        panic!("RAFT.SNAPSHOT answered {reply:?}");
+    };
+    assert!(index >= 20, "snapshot at {index}, after 20 writes");
+    assert_eq!(
+        c.raft_info(follower)["snapshot_index"],
+        index.to_string(),
+        "RAFT.INFO reports the snapshot"
+    );
+}
+
+/// `read_mode = "stale"` answers reads from the local state at once: a write acknowledged
+/// by the leader shows up on every node soon after (not necessarily at once).
+#[test]
+fn stale_reads_serve_the_local_state() {
+    let c = Cluster::start_with(
+        3,
+        Options {
+            config_toml: Some("read_mode = \"stale\"\n".into()),
+            ..Options::default()
+        },
+    );
+    let leader = c.leader();
+    assert_eq!(
+        c.client(leader).cmd_retry(&["SET", "k", "v"], CONVERGE),
+        ok()
+    );
+    for id in c.live_ids() {
+        let deadline = Instant::now() + CONVERGE;
+        while c.cmd(id, &["GET", "k"]) != bulk("v") {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never applied the write"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
