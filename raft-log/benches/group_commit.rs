@@ -1,6 +1,7 @@
 //! Group commit benchmark: durable appends per second and latency for 1, 16 and 256
 //! concurrent appenders (256-byte entries), next to the raw write + fdatasync rate of the same
-//! directory measured in the same run.
+//! directory measured in the same run (appending to a new file, and overwriting a written one),
+//! and next to the log without WAL recycling.
 //!
 //! `cargo bench -p raft-log --bench group_commit` (`BENCH_SECS` per case, default 3;
 //! `BENCH_DIR` for the directory, default the current one).
@@ -12,7 +13,7 @@ use hdrhistogram::Histogram;
 use raft_core::{Entry, LogIndex, Term};
 use raft_log::{LogOptions, LogStore, LogWrite};
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -27,7 +28,9 @@ struct Figures {
     per_batch: f64,
 }
 
-fn raw_fdatasync(dir: &Path, secs: f64) -> Figures {
+/// Writes and fdatasyncs `ENTRY_BYTES` at a time: appending to a new file, or (`overwrite`)
+/// over a file written and synced beforehand, which is what a recycled WAL file is.
+fn raw_fdatasync(dir: &Path, secs: f64, overwrite: bool) -> Figures {
     let path = dir.join("raw-fdatasync");
     let mut f = OpenOptions::new()
         .create(true)
@@ -36,6 +39,15 @@ fn raw_fdatasync(dir: &Path, secs: f64) -> Figures {
         .open(&path)
         .unwrap();
     let buf = vec![0xabu8; ENTRY_BYTES];
+    if overwrite {
+        // Longer than `secs` of appends can reach at a few thousand syncs a second.
+        let mb = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            f.write_all(&mb).unwrap();
+        }
+        f.sync_all().unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+    }
     let mut h = Histogram::<u64>::new(3).unwrap();
     let start = Instant::now();
     let mut n = 0u64;
@@ -57,9 +69,11 @@ fn raw_fdatasync(dir: &Path, secs: f64) -> Figures {
     }
 }
 
-fn appenders(dir: &Path, clients: usize, secs: f64) -> Figures {
+fn appenders(dir: &Path, options: &LogOptions, clients: usize, secs: f64) -> (Figures, f64) {
     let log_dir = tempfile::tempdir_in(dir).unwrap();
-    let log = LogStore::open(log_dir.path(), LogOptions::default()).unwrap();
+    let opened = Instant::now();
+    let log = LogStore::open(log_dir.path(), options.clone()).unwrap();
+    let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let next = Arc::new(Mutex::new(1u64));
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -115,12 +129,13 @@ fn appenders(dir: &Path, clients: usize, secs: f64) -> Figures {
         total += n;
     }
     let batches = (stats_after.batches - stats_before.batches).max(1);
-    Figures {
+    let figures = Figures {
         ops_per_sec: total as f64 / elapsed,
         p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
         p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
         per_batch: (stats_after.writes - stats_before.writes) as f64 / batches as f64,
-    }
+    };
+    (figures, open_ms)
 }
 
 fn main() {
@@ -136,26 +151,39 @@ fn main() {
     let bench_dir = tempfile::tempdir_in(&dir).unwrap();
     println!("directory: {}  ({secs} s per case)", dir.display());
 
-    let raw = raw_fdatasync(bench_dir.path(), secs);
+    let raw = raw_fdatasync(bench_dir.path(), secs, false);
+    let raw_overwrite = raw_fdatasync(bench_dir.path(), secs, true);
     println!(
-        "{:<24} {:>10} {:>8} {:>10} {:>10} {:>11}",
-        "case", "ops/s", "× raw", "p50 µs", "p99 µs", "writes/sync"
+        "{:<34} {:>8} {:>6} {:>8} {:>8} {:>11} {:>8}",
+        "case", "ops/s", "× raw", "p50 µs", "p99 µs", "writes/sync", "open ms"
     );
-    let row = |name: &str, f: &Figures| {
+    let row = |name: &str, f: &Figures, open_ms: Option<f64>| {
         println!(
-            "{name:<24} {:>10.0} {:>8.2} {:>10.1} {:>10.1} {:>11.1}",
+            "{name:<34} {:>8.0} {:>6.2} {:>8.1} {:>8.1} {:>11.1} {:>8}",
             f.ops_per_sec,
             f.ops_per_sec / raw.ops_per_sec,
             f.p50_us,
             f.p99_us,
-            f.per_batch
+            f.per_batch,
+            open_ms.map_or(String::new(), |ms| format!("{ms:.0}")),
         );
     };
-    row("raw write+fdatasync", &raw);
+    row("raw write+fdatasync, appending", &raw, None);
+    row("raw write+fdatasync, overwriting", &raw_overwrite, None);
+    // The log without WAL recycling, for the ratio it buys (`LogOptions::recycle_wal`).
+    let plain = LogOptions::default().recycle_wal(false);
+    for clients in [1, 16] {
+        let (f, open_ms) = appenders(bench_dir.path(), &plain, clients, secs);
+        row(
+            &format!("log, no WAL recycling, {clients} app."),
+            &f,
+            Some(open_ms),
+        );
+    }
     let mut results = Vec::new();
     for clients in [1, 16, 256] {
-        let f = appenders(bench_dir.path(), clients, secs);
-        row(&format!("log, {clients} appenders"), &f);
+        let (f, open_ms) = appenders(bench_dir.path(), &LogOptions::default(), clients, secs);
+        row(&format!("log, {clients} appenders"), &f, Some(open_ms));
         results.push((clients, f));
     }
     let one = &results[0].1;

@@ -20,8 +20,18 @@ pub struct LogOptions {
     /// Most bytes of writes gathered into one batch (one fsync). Default 32 MiB; a single write
     /// larger than this is still written, alone.
     pub max_batch_bytes: u64,
-    /// RocksDB's memtable size for the log. Default 64 MiB.
+    /// RocksDB's memtable size for the log. Default 16 MiB. It is also about the size of each
+    /// write-ahead log file, as a full memtable is flushed and its WAL file retired.
     pub write_buffer_bytes: usize,
+    /// Reuse retired write-ahead log files instead of creating new ones, and fill two of them
+    /// when the log is opened. Default `true`.
+    ///
+    /// On ext4 and XFS an fdatasync that extends a file must also commit the new file size to
+    /// the filesystem journal; overwriting a file that is already written needs only the data
+    /// write. Measured here (`cargo bench -p raft-log --bench group_commit`), that is about 1.5×
+    /// fewer microseconds per durable append. The cost: up to two WAL files' worth of disk kept
+    /// (about 2 × [`LogOptions::write_buffer_bytes`]), and writing that much once at every open.
+    pub recycle_wal: bool,
     /// Put RocksDB's write-ahead log on another device (e.g. a faster one). Default: inside
     /// the data directory.
     pub wal_dir: Option<PathBuf>,
@@ -38,7 +48,8 @@ impl Default for LogOptions {
             sync: true,
             keep_trailing: 1024,
             max_batch_bytes: 32 << 20,
-            write_buffer_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
+            recycle_wal: true,
             wal_dir: None,
             verify_on_open: true,
         }
@@ -69,6 +80,11 @@ impl LogOptions {
     /// Sets [`LogOptions::write_buffer_bytes`].
     pub fn write_buffer_bytes(mut self, bytes: usize) -> Self {
         self.write_buffer_bytes = bytes;
+        self
+    }
+    /// Sets [`LogOptions::recycle_wal`].
+    pub fn recycle_wal(mut self, recycle: bool) -> Self {
+        self.recycle_wal = recycle;
         self
     }
     /// Sets [`LogOptions::wal_dir`].

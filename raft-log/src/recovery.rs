@@ -19,7 +19,8 @@ use crate::record::{
 use crate::store::LogState;
 use raft_core::{ConfState, Entry, HardState, LogIndex, Term};
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Options, WriteOptions,
+    ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, FlushOptions, Options,
+    WriteOptions,
 };
 use std::path::Path;
 
@@ -39,7 +40,47 @@ fn db_options(opts: &LogOptions, create: bool) -> Options {
     if let Some(dir) = &opts.wal_dir {
         o.set_wal_dir(dir);
     }
+    if opts.recycle_wal {
+        // See `LogOptions::recycle_wal`. RocksDB 10 recycles WAL files safely with
+        // point-in-time recovery (facebook/rocksdb#12403; the contrary comment in its
+        // SanitizeOptions is outdated, rocksdb#13819).
+        o.set_recycle_log_file_num(2);
+        // A flush of the entries then flushes the metadata too, so no column family pins
+        // an old WAL file and keeps it from being recycled.
+        o.set_atomic_flush(true);
+    }
     o
+}
+
+/// RocksDB recycles only WAL files retired by this process, so right after an open every
+/// durable append would extend a new file. Fill and retire two WAL files now, each about one
+/// memtable long: from then on, appends overwrite blocks that are already written. The filler
+/// is one key in the default column family (which the log does not use), overwritten and
+/// then deleted, so the flushes write only its tombstone.
+fn prime_wal(db: &DB, opts: &LogOptions) -> Result<(), LogError> {
+    const KEY: &[u8] = b"wal-prime";
+    let started = std::time::Instant::now();
+    let chunk = vec![0u8; 1 << 20];
+    let chunks = (opts.write_buffer_bytes >> 20).max(1);
+    let cfs = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ENTRIES, CF_META]
+        .map(|n| db.cf_handle(n).expect("the log's column families are open"));
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    for _ in 0..2 {
+        for _ in 0..chunks {
+            db.put(KEY, &chunk)?;
+        }
+        // Synced, so the whole file is on disk before it is reused.
+        db.delete_opt(KEY, &synced)?;
+        // All column families: one holding data in the old file would keep it alive.
+        db.flush_cfs_opt(&cfs, &FlushOptions::default())?;
+    }
+    tracing::debug!(
+        bytes = 2 * chunks * chunk.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "raft log WAL files primed for recycling"
+    );
+    Ok(())
 }
 
 fn cf_options(opts: &LogOptions) -> Options {
@@ -100,6 +141,9 @@ pub(crate) fn open(path: &Path, opts: &LogOptions) -> Result<(DB, LogState), Log
         Loaded::NotALog(d) => not_a_log(d),
         Loaded::Err(e) => e,
     })?;
+    if opts.recycle_wal {
+        prime_wal(&db, opts)?;
+    }
     match state {
         Some(state) => Ok((db, state)),
         None => {

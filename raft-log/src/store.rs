@@ -68,6 +68,15 @@ impl LogWrite {
         self
     }
 
+    /// True if the write carries nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.conf_state.is_none()
+            && self.restore.is_none()
+            && self.snapshot.is_none()
+    }
+
     pub(crate) fn bytes(&self) -> u64 {
         self.entries.iter().map(Entry::size).sum::<u64>() + 64
     }
