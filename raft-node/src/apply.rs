@@ -2,12 +2,15 @@
 //! to the clients that wait for them.
 //!
 //! It runs beside the driver so that a slow RocksDB write never delays a tick or a
-//! heartbeat. Its inputs arrive on one FIFO channel, which orders them: a waiter is
-//! registered (by the driver, right after proposing) before the entry it waits for can be
-//! handed out, and a snapshot install comes after every batch handed out before it.
+//! heartbeat. Its inputs arrive on one FIFO channel, which orders them: a snapshot install
+//! comes after every batch handed out before it. Waiters are not inputs: the driver puts them
+//! in the shared [`Waiters`] map right after proposing, before the entry each waits for can
+//! be handed out, and a registration wakes nobody. Nor does the thread report each batch to
+//! the driver: the driver reads the `applied` watch whenever it runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use raft_core::{Entry, LogIndex, Term};
@@ -25,8 +28,16 @@ pub(crate) struct Waiter {
     pub(crate) proposed: Instant,
 }
 
+/// The clients waiting for their proposals, by log index.
+pub(crate) type Waiters = Arc<Mutex<BTreeMap<LogIndex, Waiter>>>;
+
+/// Locks the waiters. A panic while holding the lock leaves the map whole (every change to
+/// it is one insert or one removal), so a poisoned lock is still good to use.
+pub(crate) fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, BTreeMap<LogIndex, Waiter>> {
+    waiters.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) enum ApplyInput {
-    Register(LogIndex, Waiter),
     Apply(Vec<Entry>),
     /// Replace the state with the snapshot in `dir`; answer once done.
     Install {
@@ -40,13 +51,13 @@ pub(crate) enum ApplyInput {
 pub(crate) fn spawn(
     kv: KvStore,
     mut input: mpsc::UnboundedReceiver<ApplyInput>,
+    waiters: Waiters,
     events: mpsc::UnboundedSender<Event>,
     applied: watch::Sender<LogIndex>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
-            let mut waiters: BTreeMap<LogIndex, Waiter> = BTreeMap::new();
             while let Some(first) = input.blocking_recv() {
                 // Take everything queued: one RocksDB write for all of it.
                 let mut batch = vec![first];
@@ -56,9 +67,6 @@ pub(crate) fn spawn(
                 let mut entries = Vec::new();
                 for item in batch {
                     match item {
-                        ApplyInput::Register(index, w) => {
-                            waiters.insert(index, w);
-                        }
                         ApplyInput::Apply(mut es) => entries.append(&mut es),
                         ApplyInput::Install {
                             dir,
@@ -66,24 +74,27 @@ pub(crate) fn spawn(
                             term,
                             done,
                         } => {
-                            if !apply_batch(&kv, &mut entries, &mut waiters, &events, &applied) {
+                            if !apply_batch(&kv, &mut entries, &waiters, &events, &applied) {
                                 return;
                             }
                             let result = kv.install(&dir, index, term);
                             if result.is_ok() {
                                 // Outcomes of writes the snapshot covers are unknown here.
-                                let later = waiters.split_off(&index.next());
-                                for (_, w) in std::mem::replace(&mut waiters, later) {
+                                let covered = {
+                                    let mut ws = lock(&waiters);
+                                    let later = ws.split_off(&index.next());
+                                    std::mem::replace(&mut *ws, later)
+                                };
+                                for (_, w) in covered {
                                     let _ = w.reply.send(Err(RequestError::Unknown));
                                 }
                                 applied.send_replace(index);
-                                let _ = events.send(Event::Applied(index));
                             }
                             let _ = done.send(result);
                         }
                     }
                 }
-                if !apply_batch(&kv, &mut entries, &mut waiters, &events, &applied) {
+                if !apply_batch(&kv, &mut entries, &waiters, &events, &applied) {
                     return;
                 }
             }
@@ -95,7 +106,7 @@ pub(crate) fn spawn(
 fn apply_batch(
     kv: &KvStore,
     entries: &mut Vec<Entry>,
-    waiters: &mut BTreeMap<LogIndex, Waiter>,
+    waiters: &Waiters,
     events: &mpsc::UnboundedSender<Event>,
     applied: &watch::Sender<LogIndex>,
 ) -> bool {
@@ -115,16 +126,16 @@ fn apply_batch(
     metrics::histogram!("raft_apply_batch_entries").record(entries.len() as f64);
     entries.clear();
     applied.send_replace(last);
-    let _ = events.send(Event::Applied(last));
-    let mut outcomes = outcomes.into_iter().peekable();
     // Every waiter at or below `last` is answered now: with its outcome if the entry at its
     // index is the one it proposed (same term), else its proposal was replaced by another
     // leader's entry and never applied.
-    while let Some(entry) = waiters.first_entry() {
-        if *entry.key() > last {
-            break;
-        }
-        let (index, w) = entry.remove_entry();
+    let done = {
+        let mut ws = lock(waiters);
+        let later = ws.split_off(&last.next());
+        std::mem::replace(&mut *ws, later)
+    };
+    let mut outcomes = outcomes.into_iter().peekable();
+    for (index, w) in done {
         while outcomes.peek().is_some_and(|o| o.0 < index) {
             outcomes.next();
         }

@@ -17,7 +17,7 @@ use raft_log::{LogStore, LogWrite};
 use raft_net_quic::{Messages, SendError, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::apply::{ApplyInput, Waiter};
+use crate::apply::{ApplyInput, Waiter, Waiters};
 use crate::command::Outcome;
 use crate::error::{NodeError, RequestError};
 use crate::snapshot::Snapshots;
@@ -50,7 +50,6 @@ pub(crate) enum Event {
         number: u64,
         result: Result<(), raft_log::LogError>,
     },
-    Applied(LogIndex),
     SnapshotTaken(Result<Option<SnapshotMeta>, String>),
     SnapshotRecorded(Result<SnapshotMeta, String>),
     SnapshotSent {
@@ -78,6 +77,12 @@ pub(crate) struct Driver {
     pub(crate) transport: Arc<Transport>,
     pub(crate) snapshots: Snapshots,
     pub(crate) apply: mpsc::UnboundedSender<ApplyInput>,
+    pub(crate) waiters: Waiters,
+    /// How far the apply thread got; read whenever the driver runs, not reported per batch
+    /// (one wake-up of the driver less per applied batch).
+    pub(crate) applied: watch::Receiver<LogIndex>,
+    /// The applied index last acknowledged to the core.
+    pub(crate) applied_acked: LogIndex,
     pub(crate) events_tx: mpsc::UnboundedSender<Event>,
     pub(crate) events: mpsc::UnboundedReceiver<Event>,
     pub(crate) inputs: mpsc::Receiver<Input>,
@@ -97,6 +102,12 @@ pub(crate) struct Driver {
     pub(crate) sending: HashSet<NodeId>,
     /// The newest ready whose write is durable, not yet acknowledged to the core.
     pub(crate) persisted: Option<u64>,
+    /// The newest ready whose write went to the log writer, and the newest reported durable.
+    pub(crate) submitted: u64,
+    pub(crate) durable: u64,
+    /// The newest ready with nothing to write that came after `submitted`: durable as soon
+    /// as `submitted` is.
+    pub(crate) empty_after: Option<u64>,
     /// The hard state last handed to the log writer.
     pub(crate) written_hs: raft_core::HardState,
     /// A newer hard state that differs from `written_hs` only in its commit index, not
@@ -124,6 +135,7 @@ impl Driver {
             while let Ok(ev) = self.events.try_recv() {
                 self.on_event(ev)?;
             }
+            self.ack_applied();
             self.release_persisted()?;
             for _ in 0..1024 {
                 match self.messages.try_recv() {
@@ -138,10 +150,29 @@ impl Driver {
                 }
             }
             self.propose(proposals);
-            while self.raw.has_ready() {
-                let rd = self.raw.ready();
-                self.handle_ready(rd).await?;
+            loop {
+                while self.raw.has_ready() {
+                    let rd = self.raw.ready();
+                    self.handle_ready(rd).await?;
+                }
+                // A ready with nothing to write is durable at once when no write is in
+                // flight; its answers go now, and they may make another ready.
+                if self.persisted.is_none() {
+                    break;
+                }
+                self.release_persisted()?;
             }
+        }
+    }
+
+    fn ack_applied(&mut self) {
+        let applied = *self.applied.borrow();
+        if applied > self.applied_acked {
+            self.applied_acked = applied;
+            if let Err(e) = self.raw.on_applied(applied) {
+                tracing::debug!(index = %applied, error = %e, "applied acknowledgement refused");
+            }
+            self.try_snapshot_taken();
         }
     }
 
@@ -232,11 +263,10 @@ impl Driver {
         match self.raw.propose_batch(data) {
             Ok((last, term)) => {
                 let first = last.get() + 1 - n;
+                let mut registered = crate::apply::lock(&self.waiters);
                 for (i, mut w) in waiters.into_iter().enumerate() {
                     w.term = term;
-                    let _ = self
-                        .apply
-                        .send(ApplyInput::Register(LogIndex(first + i as u64), w));
+                    registered.insert(LogIndex(first + i as u64), w);
                 }
             }
             Err(e) => {
@@ -267,13 +297,12 @@ impl Driver {
                 }
                 // Acknowledged once per drain of the events (`release_persisted`): writes
                 // complete in order, and the last one acknowledges all before it.
-                self.persisted = self.persisted.max(Some(number));
-            }
-            Event::Applied(index) => {
-                if let Err(e) = self.raw.on_applied(index) {
-                    tracing::debug!(index = %index, error = %e, "applied acknowledgement refused");
+                self.durable = number;
+                let mut upto = number;
+                if number == self.submitted {
+                    upto = upto.max(self.empty_after.take().unwrap_or(0));
                 }
-                self.try_snapshot_taken();
+                self.persisted = self.persisted.max(Some(upto));
             }
             Event::SnapshotTaken(Ok(Some(meta))) => {
                 self.snapshot_taken = Some(meta);
@@ -281,6 +310,7 @@ impl Driver {
             }
             Event::SnapshotTaken(Ok(None)) => {
                 self.snapshotting = false;
+                self.ack_applied();
                 let applied = self.raw.status().applied;
                 for w in self.snapshot_waiters.drain(..) {
                     let _ = w.send(Ok(applied));
@@ -475,15 +505,26 @@ impl Driver {
             write = write.with_restore(meta);
         }
         let number = rd.number;
-        let events = self.events_tx.clone();
-        // Empty writes go through the writer too: it completes them in order after every
-        // earlier write, which is when the core may release their answers.
-        self.log.submit(write, move |result| {
-            let _ = events.send(Event::Persisted {
-                number,
-                result: result.map(|_| ()),
+        let nothing_to_write = write.is_empty();
+        if nothing_to_write {
+            // Its answers may go once every earlier write is durable: now, or with the
+            // write in flight. Not through the writer: that would cost two thread wake-ups.
+            if self.durable == self.submitted {
+                self.persisted = self.persisted.max(Some(number));
+            } else {
+                self.empty_after = Some(number);
+            }
+        } else {
+            self.submitted = number;
+            self.empty_after = None;
+            let events = self.events_tx.clone();
+            self.log.submit(write, move |result| {
+                let _ = events.send(Event::Persisted {
+                    number,
+                    result: result.map(|_| ()),
+                });
             });
-        });
+        }
         if !rd.committed_entries.is_empty() {
             let _ = self.apply.send(ApplyInput::Apply(rd.committed_entries));
         }

@@ -158,8 +158,15 @@ impl Node {
             role: raft_core::Role::Follower,
             leader: NodeId::NONE,
         });
-        crate::apply::spawn(kv.clone(), apply_rx, events_tx.clone(), applied_tx)
-            .map_err(NodeError::io_fn("starting the apply thread"))?;
+        let waiters = crate::apply::Waiters::default();
+        crate::apply::spawn(
+            kv.clone(),
+            apply_rx,
+            waiters.clone(),
+            events_tx.clone(),
+            applied_tx,
+        )
+        .map_err(NodeError::io_fn("starting the apply thread"))?;
         let snapshots = Snapshots {
             store: snap_store,
             kv: kv.clone(),
@@ -168,7 +175,7 @@ impl Node {
         let handle = NodeHandle {
             inputs: inputs_tx,
             role: role_rx,
-            applied: applied_rx,
+            applied: applied_rx.clone(),
             kv,
             transport: transport.clone(),
             read_mode: cfg.read_mode,
@@ -181,6 +188,9 @@ impl Node {
             transport: transport.clone(),
             snapshots: snapshots.clone(),
             apply: apply_tx,
+            waiters,
+            applied: applied_rx,
+            applied_acked: applied,
             events_tx,
             events,
             inputs,
@@ -196,6 +206,9 @@ impl Node {
             snapshot_waiters: Vec::new(),
             sending: HashSet::new(),
             persisted: None,
+            submitted: 0,
+            durable: 0,
+            empty_after: None,
             written_hs: log.hard_state(),
             deferred_hs: None,
         };
