@@ -45,6 +45,8 @@ Environment:
   RAFT_NODE   the node binary for the self-started cluster (default
               target/release/raft-node, relative to the repo root)
   RAFT_NODES  node count for the self-started cluster (default 3)
+  RAFT_CONFIG a TOML file of node settings for the self-started cluster
+              (passed as "dev --config"; e.g. snapshot_interval = 10000000)
   The self-started cluster's client addresses are read from its stdout/stderr:
   lines with "client" followed by 127.0.0.1:PORT (see parse_client_addrs). The
   first one found is the target.
@@ -303,9 +305,14 @@ start_cluster() {
     local bin="$RAFT_BIN" nodes="$RAFT_NODE_COUNT" deadline addrs=() a
     mkdir -p "$WORK/cluster"
     : >"$WORK/cluster.log"
-    log "starting $bin dev --nodes $nodes in $WORK/cluster"
+    local extra=()
+    if [ -n "${RAFT_CONFIG:-}" ]; then
+        [ -r "$RAFT_CONFIG" ] || die "RAFT_CONFIG: cannot read $RAFT_CONFIG"
+        extra=(--config "$(cd "$(dirname "$RAFT_CONFIG")" && pwd)/$(basename "$RAFT_CONFIG")")
+    fi
+    log "starting $bin dev --nodes $nodes ${extra[*]} in $WORK/cluster"
     # setsid: its own process group, so the cleanup stops every node it spawned.
-    (cd "$WORK/cluster" && exec setsid "$bin" dev --nodes "$nodes") >"$WORK/cluster.log" 2>&1 &
+    (cd "$WORK/cluster" && exec setsid "$bin" dev --nodes "$nodes" "${extra[@]}") >"$WORK/cluster.log" 2>&1 &
     RAFT_PID=$!
     deadline=$((SECONDS + 30))
     while :; do

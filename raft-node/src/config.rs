@@ -97,6 +97,10 @@ pub struct NodeConfig {
     /// Sync the log on every write (default true). False breaks Raft's safety on a machine
     /// crash: for benchmarks only.
     pub sync: bool,
+    /// Threads of the async runtime (client connections, the driver, the transport). Default
+    /// 0: one per core. Several nodes on one machine (`raft-node dev`) do better with fewer:
+    /// every extra thread is another wake-up on the path of a write.
+    pub worker_threads: usize,
 }
 
 impl Default for NodeConfig {
@@ -123,6 +127,7 @@ impl Default for NodeConfig {
             max_request_bytes: 8 << 20,
             max_clients: 10_000,
             sync: true,
+            worker_threads: 0,
         }
     }
 }

@@ -7,9 +7,14 @@
 //!
 //! This is its own RocksDB instance beside the log's, not column families of the log's: the
 //! log syncs every write, and writes of the state machine need no sync (the log replays
-//! them), so sharing one WAL would make every log fsync also flush state-machine bytes. The
-//! one moment the state machine must be durable is before the log is compacted below its
-//! applied index: [`KvStore::sync`] does that.
+//! them), so sharing one WAL would make every log fsync also flush state-machine bytes.
+//!
+//! Applied writes skip RocksDB's WAL altogether: the Raft log is their write-ahead log. A
+//! crash loses the memtables, and the store reopens at its last flush, with data and applied
+//! index from the same moment (atomic flush of both column families); the node then replays
+//! the log from there. The one moment the state machine must be durable is before the log is
+//! compacted below its applied index: [`KvStore::sync`] flushes it then. Snapshot installs,
+//! rare and not replayable from the log, do go through the WAL, synced.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +72,9 @@ impl KvStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // Without a WAL for applied writes, only a flush of both column families at one
+        // point keeps the applied index in step with the data it covers.
+        opts.set_atomic_flush(true);
         let cfs = [CF_KV, CF_META].map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = Db::open_cf_descriptors(&opts, path, cfs)?;
         let kv = KvStore { db: Arc::new(db) };
@@ -167,13 +175,19 @@ impl KvStore {
         }
         let meta = self.cf(CF_META);
         batch.put_cf(&meta, KEY_APPLIED, encode_pair(last.index, last.term));
-        self.db.write(batch)?;
+        let mut wo = rocksdb::WriteOptions::default();
+        // The log is this write's WAL (see the module comment).
+        wo.disable_wal(true);
+        self.db.write_opt(batch, &wo)?;
         Ok(out)
     }
 
-    /// Makes every applied write durable (before the log is compacted below it).
+    /// Makes every applied write durable (before the log is compacted below it): flushes
+    /// both column families, at one point.
     pub fn sync(&self) -> Result<(), KvError> {
-        self.db.flush_wal(true)?;
+        let (kv, meta) = (self.cf(CF_KV), self.cf(CF_META));
+        self.db
+            .flush_cfs_opt(&[&kv, &meta], &rocksdb::FlushOptions::default())?;
         Ok(())
     }
 

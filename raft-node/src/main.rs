@@ -93,6 +93,9 @@ struct RunArgs {
     /// Client request deadline in milliseconds.
     #[arg(long)]
     request_timeout_ms: Option<u64>,
+    /// Threads of the async runtime (0: one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
 }
 
 impl RunArgs {
@@ -113,7 +116,12 @@ impl RunArgs {
             tick_ms,
             election_ticks
         );
-        set!(snapshot_interval, request_timeout_ms, client_addr);
+        set!(
+            snapshot_interval,
+            request_timeout_ms,
+            client_addr,
+            worker_threads
+        );
         if let Some(m) = self.metrics_addr {
             c.metrics_addr = Some(m);
         }
@@ -136,9 +144,11 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.cmd {
         Cmd::Certs { out, ids, force } => certs(&out, &ids, force),
-        Cmd::Run(args) => runtime().and_then(|rt| rt.block_on(run(&args))),
+        Cmd::Run(args) => args
+            .config()
+            .and_then(|cfg| runtime(cfg.worker_threads).and_then(|rt| rt.block_on(run(cfg)))),
         Cmd::Dev { nodes, dir, config } => {
-            runtime().and_then(|rt| rt.block_on(dev(nodes, &dir, config.as_deref())))
+            runtime(1).and_then(|rt| rt.block_on(dev(nodes, &dir, config.as_deref())))
         }
     };
     match result {
@@ -150,9 +160,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, NodeError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, NodeError> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        b.worker_threads(worker_threads);
+    }
+    b.enable_all()
         .build()
         .map_err(NodeError::io_fn("starting the runtime"))
 }
@@ -178,8 +191,7 @@ fn certs(out: &Path, ids: &[u64], force: bool) -> Result<(), NodeError> {
     Ok(())
 }
 
-async fn run(args: &RunArgs) -> Result<(), NodeError> {
-    let cfg = args.config()?;
+async fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let prometheus = raft_node::metrics::install().map_err(NodeError::Config)?;
     let metrics = match cfg.metrics_addr {
         Some(addr) => {
@@ -251,6 +263,17 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
         .map(std::fs::canonicalize)
         .transpose()
         .map_err(NodeError::io_fn("finding the --config file"))?;
+    // The nodes share this machine's cores: give each its share of runtime threads, unless
+    // the config says otherwise.
+    let configured = match &config {
+        Some(c) => NodeConfig::from_file(c)?.worker_threads,
+        None => 0,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let worker_threads = match configured {
+        0 => (cores / nodes as usize).max(1),
+        n => n,
+    };
     let mut children = Vec::new();
     for (i, (raft, client, metrics)) in ids.iter().zip(&addrs) {
         let data = dir.join(format!("node-{i}"));
@@ -275,6 +298,7 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
             .args(["--client-addr", &format!("127.0.0.1:{client}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(["--peers", &peers])
+            .args(["--worker-threads", &worker_threads.to_string()])
             .arg("--certs")
             .arg(&certs_dir)
             .stdout(log.try_clone().map_err(NodeError::io_fn("log file"))?)
