@@ -59,6 +59,7 @@ const COMMANDS: &[(&str, i32)] = &[
     ("raft.info", 1),
     ("raft.snapshot", 1),
     ("raft.transfer", 2),
+    ("raft.fault", -2),
 ];
 
 /// The command's canonical (static, lowercase) name and arity.
@@ -350,6 +351,16 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
             match node.transfer_leader(raft_core::NodeId(to)).await {
                 Ok(()) => Reply::ok(),
                 Err(e) => Reply::err(format!("transfer failed: {e}")),
+            }
+        }
+        "raft.fault" => {
+            let args: Vec<&str> = a
+                .iter()
+                .map(|b| std::str::from_utf8(b).unwrap_or("?"))
+                .collect();
+            match node.faults.command(&args) {
+                Ok(blocked) => Reply::Bulk(blocked.into()),
+                Err(e) => Reply::err(e),
             }
         }
         _ => unknown_command(&[Bytes::copy_from_slice(name.as_bytes())]),

@@ -101,6 +101,9 @@ pub struct NodeConfig {
     /// 0: one per core. Several nodes on one machine (`raft-node dev`) do better with fewer:
     /// every extra thread is another wake-up on the path of a write.
     pub worker_threads: usize,
+    /// Answer `RAFT.FAULT` (drop traffic to and from chosen peers). For tests only, and
+    /// refused unless the client address is a loopback one. Default false.
+    pub enable_fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +131,7 @@ impl Default for NodeConfig {
             max_clients: 10_000,
             sync: true,
             worker_threads: 0,
+            enable_fault_injection: false,
         }
     }
 }
@@ -175,6 +179,12 @@ impl NodeConfig {
         }
         if self.max_request_bytes < self.max_value_bytes {
             return bad("max_request_bytes must be at least max_value_bytes");
+        }
+        if self.enable_fault_injection && !self.client_addr.ip().is_loopback() {
+            return Err(NodeError::Config(format!(
+                "fault injection is for tests only and needs a loopback client address, not {}",
+                self.client_addr
+            )));
         }
         Ok(())
     }

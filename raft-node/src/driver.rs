@@ -72,6 +72,7 @@ pub struct RoleInfo {
 }
 
 pub(crate) struct Driver {
+    pub(crate) faults: Arc<crate::fault::Faults>,
     pub(crate) raw: RawNode<LogStore>,
     pub(crate) log: LogStore,
     pub(crate) transport: Arc<Transport>,
@@ -177,6 +178,9 @@ impl Driver {
     }
 
     fn step(&mut self, m: Message) {
+        if self.faults.blocks(m.from) {
+            return;
+        }
         if let MessageBody::InstallSnapshot(s) = &m.body {
             // The leader sends this message only after the snapshot's files were streamed to
             // us and installed in the snapshot store; without them it cannot be acted on.
@@ -419,6 +423,13 @@ impl Driver {
     }
 
     fn send(&mut self, m: Message) {
+        if self.faults.blocks(m.to) {
+            if let MessageBody::InstallSnapshot(s) = &m.body {
+                // Lost in the cut network: the core tries again later.
+                self.raw.report_snapshot(m.to, s.meta.index, false);
+            }
+            return;
+        }
         if let MessageBody::InstallSnapshot(s) = &m.body {
             let peer = m.to;
             if self.sending.insert(peer) {

@@ -26,6 +26,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_millis(200);
 /// A cheap-to-clone handle on a running node for client requests.
 #[derive(Clone)]
 pub struct NodeHandle {
+    pub(crate) faults: Arc<crate::fault::Faults>,
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) role: watch::Receiver<RoleInfo>,
     pub(crate) applied: watch::Receiver<LogIndex>,
@@ -136,9 +137,17 @@ impl NodeHandle {
     ) -> Vec<Result<Outcome, RequestError>> {
         let n = data.len();
         let all = |e: RequestError| vec![Err(e); n];
+        let blocked = self.faults.blocks(leader);
         let call = self
             .transport
             .forward(leader, crate::forward::encode_request(data));
+        // Fault injection: a forward into a cut network is never answered.
+        let call = async move {
+            if blocked {
+                std::future::pending::<()>().await;
+            }
+            call.await
+        };
         // A leader that dies keeps its connection open until the idle timeout: stop waiting
         // for it as soon as another leader is known (the outcome is then unknown: the old
         // leader may have committed the writes before it died).

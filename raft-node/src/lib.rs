@@ -36,6 +36,7 @@ mod commands;
 mod config;
 mod driver;
 mod error;
+mod fault;
 mod forward;
 mod handle;
 mod info;

@@ -96,6 +96,9 @@ struct RunArgs {
     /// Threads of the async runtime (0: one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Answer RAFT.FAULT (network partitions for tests; loopback client address only).
+    #[arg(long)]
+    enable_fault_injection: bool,
 }
 
 impl RunArgs {
@@ -127,6 +130,9 @@ impl RunArgs {
         }
         if let Some(p) = &self.peers {
             c.peers = vec![p.clone()];
+        }
+        if self.enable_fault_injection {
+            c.enable_fault_injection = true;
         }
         Ok(c)
     }

@@ -421,3 +421,83 @@ fn raft_transfer_moves_the_leadership() {
     };
     assert!(e.contains("unknown node 99"), "{e}");
 }
+
+/// RAFT.FAULT (started with --enable-fault-injection): the leader cut off from both followers
+/// loses the leadership to them; writes go on through the majority, a write sent to the
+/// isolated node fails with TRYAGAIN instead of hanging; after HEAL it catches up.
+#[test]
+fn fault_injection_isolates_the_leader_and_heals() {
+    let c = Cluster::start_with(
+        3,
+        Options {
+            args: vec![
+                "--enable-fault-injection".into(),
+                "--request-timeout-ms".into(),
+                "1500".into(),
+            ],
+            ..Options::default()
+        },
+    );
+    let old = c.leader();
+    let rest = others(&c, old);
+    assert_eq!(
+        c.client(old).cmd_retry(&["SET", "before", "1"], CONVERGE),
+        ok()
+    );
+    // Cut `old` off, on both sides.
+    let all: Vec<String> = rest.iter().map(u64::to_string).collect();
+    let mut block = vec!["RAFT.FAULT", "BLOCK"];
+    block.extend(all.iter().map(String::as_str));
+    assert_eq!(c.cmd(old, &block), bulk(&all.join(",")));
+    for &id in &rest {
+        assert_eq!(
+            c.cmd(id, &["RAFT.FAULT", "BLOCK", &old.to_string()]),
+            bulk(&old.to_string())
+        );
+    }
+    // The majority elects one of its own and keeps taking writes.
+    let deadline = Instant::now() + CONVERGE;
+    let new = loop {
+        let leaders: Vec<u64> = rest
+            .iter()
+            .copied()
+            .filter(|&id| c.raft_info(id)["role"] == "leader")
+            .collect();
+        if let [one] = leaders[..] {
+            break one;
+        }
+        assert!(Instant::now() < deadline, "the majority elected no leader");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        c.client(new).cmd_retry(&["SET", "during", "2"], CONVERGE),
+        ok()
+    );
+    // The isolated node cannot commit: its writes fail (CheckQuorum makes it step down too).
+    let mut isolated = c.client(old);
+    isolated.set_timeout(Duration::from_secs(10));
+    let Reply::Error(e) = isolated.cmd(&["SET", "lost", "3"]) else {
+        panic!("an isolated node acknowledged a write");
+    };
+    assert!(e.starts_with("TRYAGAIN"), "{e}");
+    // Heal: the old leader follows the new one and has every write.
+    for id in 1..=3 {
+        assert_eq!(c.cmd(id, &["RAFT.FAULT", "HEAL"]), bulk(""));
+    }
+    let commit = c.info_u64(new, "commit_index");
+    c.wait_applied(old, commit, CONVERGE);
+    let mut healed = c.client(old);
+    assert_eq!(healed.cmd_retry(&["GET", "during"], CONVERGE), bulk("2"));
+    assert_eq!(healed.cmd(&["GET", "before"]), bulk("1"));
+    assert_eq!(c.leader(), new);
+}
+
+/// Without --enable-fault-injection the command is refused, and says how to enable it.
+#[test]
+fn fault_injection_is_off_by_default() {
+    let c = Cluster::start(1);
+    let Reply::Error(e) = c.cmd(1, &["RAFT.FAULT", "BLOCK", "2"]) else {
+        panic!("RAFT.FAULT accepted without --enable-fault-injection");
+    };
+    assert!(e.contains("--enable-fault-injection"), "{e}");
+}
