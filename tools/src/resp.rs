@@ -1,0 +1,325 @@
+//! A small RESP2 client: encode a command, parse a reply, and a tokio connection that does
+//! one request at a time.
+//!
+//! Why our own: the tools speak a handful of commands to `raft-node` and need to tell
+//! exactly when a request was sent and what came back (the chaos run classifies every
+//! outcome), which a full Redis client library hides behind retries and pools.
+//!
+//! The parser is sans-IO: [`parse_reply`] takes the bytes received so far and says whether
+//! they hold a whole reply yet, so it is tested without sockets and reused by any transport.
+//!
+//! ```
+//! use tools::resp::{encode_command, parse_reply, Reply};
+//!
+//! assert_eq!(encode_command(&["GET", "k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+//! assert_eq!(parse_reply(b"$3\r\nab"), Ok(None)); // not all there yet
+//! assert_eq!(parse_reply(b":42\r\n"), Ok(Some((Reply::Integer(42), 5))));
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The longest bulk string accepted (Redis's own limit): a corrupt length must not make us
+/// allocate gigabytes.
+const MAX_BULK: usize = 512 * 1024 * 1024;
+/// The deepest nesting of arrays accepted.
+const MAX_DEPTH: usize = 32;
+
+/// One RESP2 reply.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `+OK`.
+    Simple(String),
+    /// `-ERR ...` / `-TRYAGAIN ...`: the text after the `-`.
+    Error(String),
+    /// `:42`.
+    Integer(i64),
+    /// `$3\r\nabc`.
+    Bulk(Vec<u8>),
+    /// `$-1` (and the null array `*-1`).
+    Nil,
+    /// `*2\r\n...`.
+    Array(Vec<Reply>),
+}
+
+impl fmt::Debug for Reply {
+    /// Bulk strings as text where they are text, so logs and test failures read well.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Simple(s) => write!(f, "+{s}"),
+            Reply::Error(s) => write!(f, "-{s}"),
+            Reply::Integer(i) => write!(f, ":{i}"),
+            Reply::Bulk(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Reply::Nil => write!(f, "nil"),
+            Reply::Array(items) => f.debug_list().entries(items).finish(),
+        }
+    }
+}
+
+/// The bytes are not RESP2.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("RESP protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+/// A command as a RESP2 array of bulk strings, as clients send them.
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(16 + args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>());
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        let arg = arg.as_ref();
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Parses one reply from the start of `buf`: `Ok(None)` if `buf` holds only part of one,
+/// else the reply and how many bytes it took.
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    parse_at(buf, 0, 0)
+}
+
+fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    let Some((line, after)) = line_at(buf, at) else {
+        return Ok(None);
+    };
+    let Some((&kind, body)) = line.split_first() else {
+        return Err(ProtocolError("empty line".into()));
+    };
+    let text = || String::from_utf8_lossy(body).into_owned();
+    match kind {
+        b'+' => Ok(Some((Reply::Simple(text()), after))),
+        b'-' => Ok(Some((Reply::Error(text()), after))),
+        b':' => Ok(Some((Reply::Integer(number(body)?), after))),
+        b'$' => {
+            let len = number(body)?;
+            if len == -1 {
+                return Ok(Some((Reply::Nil, after)));
+            }
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= MAX_BULK)
+                .ok_or_else(|| ProtocolError(format!("bad bulk length {len}")))?;
+            let end = after + len;
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError("bulk string not ended by CRLF".into()));
+            }
+            Ok(Some((Reply::Bulk(buf[after..end].to_vec()), end + 2)))
+        }
+        b'*' => {
+            let len = number(body)?;
+            if len == -1 {
+                return Ok(Some((Reply::Nil, after)));
+            }
+            if depth >= MAX_DEPTH {
+                return Err(ProtocolError("arrays nested too deep".into()));
+            }
+            let len = usize::try_from(len)
+                .map_err(|_| ProtocolError(format!("bad array length {len}")))?;
+            // No `with_capacity(len)`: the length is the peer's word, the elements are not
+            // here yet.
+            let mut items = Vec::new();
+            let mut pos = after;
+            for _ in 0..len {
+                match parse_at(buf, pos, depth + 1)? {
+                    None => return Ok(None),
+                    Some((item, next)) => {
+                        items.push(item);
+                        pos = next;
+                    }
+                }
+            }
+            Ok(Some((Reply::Array(items), pos)))
+        }
+        other => Err(ProtocolError(format!(
+            "unknown reply type {:?}",
+            char::from(other)
+        ))),
+    }
+}
+
+/// The line starting at `at` without its CRLF, and the position after the CRLF.
+fn line_at(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(at..)?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    Some((&rest[..end], at + end + 2))
+}
+
+fn number(body: &[u8]) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ProtocolError(format!("not a number: {:?}", String::from_utf8_lossy(body))))
+}
+
+/// Why a request on a [`Connection`] got no reply.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting, writing or reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the connection before a whole reply arrived.
+    #[error("connection closed by the server")]
+    Closed,
+    /// The server sent something that is not RESP2; the connection is unusable.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}
+
+/// One client connection, one request at a time. Timeouts are the caller's (wrap the
+/// futures in `tokio::time::timeout`); after a timeout or any error the connection may hold
+/// a late reply, so drop it instead of sending again.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Result<Connection, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        // Requests are small and one at a time: send each at once.
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one command.
+    pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<(), ClientError> {
+        self.stream.write_all(&encode_command(args)).await?;
+        Ok(())
+    }
+
+    /// Reads the next reply.
+    pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
+        loop {
+            if let Some((reply, used)) = parse_reply(&self.buf)? {
+                self.buf.drain(..used);
+                return Ok(reply);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends one command and reads its reply.
+    pub async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, ClientError> {
+        self.send(args).await?;
+        self.read_reply().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(input: &[u8]) -> Reply {
+        let (reply, used) = parse_reply(input).unwrap().expect("a whole reply");
+        assert_eq!(used, input.len());
+        reply
+    }
+
+    #[test]
+    fn parses_every_reply_type() {
+        assert_eq!(whole(b"+OK\r\n"), Reply::Simple("OK".into()));
+        assert_eq!(
+            whole(b"-TRYAGAIN no leader\r\n"),
+            Reply::Error("TRYAGAIN no leader".into())
+        );
+        assert_eq!(whole(b":-7\r\n"), Reply::Integer(-7));
+        assert_eq!(
+            whole(b"$5\r\na\r\nb;\r\n"),
+            Reply::Bulk(b"a\r\nb;".to_vec())
+        );
+        assert_eq!(whole(b"$0\r\n\r\n"), Reply::Bulk(Vec::new()));
+        assert_eq!(whole(b"$-1\r\n"), Reply::Nil);
+        assert_eq!(whole(b"*-1\r\n"), Reply::Nil);
+        assert_eq!(whole(b"*0\r\n"), Reply::Array(vec![]));
+        assert_eq!(
+            whole(b"*3\r\n:1\r\n$-1\r\n*1\r\n+x\r\n"),
+            Reply::Array(vec![
+                Reply::Integer(1),
+                Reply::Nil,
+                Reply::Array(vec![Reply::Simple("x".into())])
+            ])
+        );
+    }
+
+    #[test]
+    fn a_split_reply_is_incomplete_at_every_cut() {
+        let input: &[u8] = b"*2\r\n$4\r\np1;x\r\n-ERR no\r\n";
+        for cut in 0..input.len() {
+            assert_eq!(parse_reply(&input[..cut]), Ok(None), "cut at {cut}");
+        }
+        let (reply, used) = parse_reply(input).unwrap().unwrap();
+        assert_eq!(used, input.len());
+        assert_eq!(
+            reply,
+            Reply::Array(vec![
+                Reply::Bulk(b"p1;x".to_vec()),
+                Reply::Error("ERR no".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn parses_back_to_back_replies() {
+        let input = b":1\r\n:2\r\n";
+        let (first, used) = parse_reply(input).unwrap().unwrap();
+        assert_eq!((first, used), (Reply::Integer(1), 4));
+        assert_eq!(
+            parse_reply(&input[used..]),
+            Ok(Some((Reply::Integer(2), 4)))
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_resp() {
+        for bad in [
+            &b"?x\r\n"[..],
+            b"\r\n",
+            b":x\r\n",
+            b"$-2\r\n",
+            b"$99999999999\r\n",
+            b"$1\r\nab\r\n",
+            b"*-5\r\n",
+        ] {
+            assert!(
+                parse_reply(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
+        assert!(parse_reply(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn encodes_a_command() {
+        assert_eq!(
+            encode_command(&["APPEND", "k1", "p3-17;"]),
+            b"*3\r\n$6\r\nAPPEND\r\n$2\r\nk1\r\n$6\r\np3-17;\r\n".to_vec()
+        );
+        let (reply, _) = parse_reply(&encode_command(&[b"a\r\n".as_slice()]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply, Reply::Array(vec![Reply::Bulk(b"a\r\n".to_vec())]));
+    }
+}
