@@ -7,7 +7,7 @@
 //! nodes stay in its process group, so a test harness that kills the group gets them too.)
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -462,15 +462,6 @@ fn free_ports(n: usize) -> Result<Vec<u16>, ClusterError> {
         .map(|(t, _)| t.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()
         .map_err(|_| ClusterError::NoPorts)
-}
-
-/// Creates `path`'s file for appending.
-pub fn append_file(path: &Path) -> Result<File, ClusterError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io(format!("opening {}", path.display())))
 }
 
 #[cfg(test)]

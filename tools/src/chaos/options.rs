@@ -56,10 +56,13 @@ pub struct Options {
     #[arg(long)]
     pub no_faults: bool,
 
-    /// Flags for every `raft-node run`, space-separated (replaces the default).
+    /// Flags for every `raft-node run`, space-separated (replaces the default). The
+    /// default's request timeout is below --op-timeout-ms, and its snapshot interval makes
+    /// the nodes snapshot and compact every few seconds, so that a node restarted after a
+    /// kill sometimes catches up by snapshot.
     #[arg(
         long,
-        default_value = "--request-timeout-ms 2000 --worker-threads 1",
+        default_value = "--request-timeout-ms 2000 --worker-threads 1 --snapshot-interval 1000",
         allow_hyphen_values = true
     )]
     pub node_args: String,
