@@ -342,7 +342,7 @@ async fn phases(
 
     let heal_error = match nemesis::heal(cluster, log, HEAL_DEADLINE).await {
         Err(e) => Some(e),
-        Ok(_) => final_reads(cluster, &workload, recorder, &processes)
+        Ok(leader) => final_reads(cluster, leader, &workload, recorder, &processes)
             .await
             .err(),
     };
@@ -365,30 +365,29 @@ async fn phases(
     })
 }
 
-/// Reads every key used through every node: the final reads the audits compare against.
+/// The final reads the audits compare against: every key used, through the leader, and the
+/// keys in use at the end through every other node too.
 async fn final_reads(
     cluster: &Cluster,
+    leader: u64,
     workload: &Workload,
     recorder: &Recorder,
     processes: &ProcessIds,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + FINAL_READ_DEADLINE;
-    for node in cluster.nodes() {
-        for key in &workload.keys.all() {
-            let read = workload::final_read(
-                node.client_addr,
-                key,
-                workload.op_timeout,
-                recorder,
-                processes,
-                deadline,
-            );
-            if !read.await {
-                return Err(format!(
-                    "the final read of {key} through node {} did not succeed within {:?}",
-                    node.id, FINAL_READ_DEADLINE
-                ));
-            }
+    let mut reads: Vec<(u64, String)> = Vec::new();
+    reads.extend(workload.keys.all().into_iter().map(|k| (leader, k)));
+    for id in cluster.ids().into_iter().filter(|&id| id != leader) {
+        reads.extend(workload.keys.current().into_iter().map(|k| (id, k)));
+    }
+    for (id, key) in reads {
+        let addr = cluster.node(id).client_addr;
+        let op_timeout = workload.op_timeout;
+        if !workload::final_read(addr, &key, op_timeout, recorder, processes, deadline).await {
+            return Err(format!(
+                "the final read of {key} through node {id} did not succeed within {:?}",
+                FINAL_READ_DEADLINE
+            ));
         }
     }
     Ok(())

@@ -82,6 +82,16 @@ impl Keys {
         Keys::name(slot, self.lock()[slot].0)
     }
 
+    /// The key each slot uses now.
+    pub fn current(&self) -> Vec<String> {
+        let slots = self.lock();
+        slots
+            .iter()
+            .enumerate()
+            .map(|(slot, &(generation, _))| Keys::name(slot, generation))
+            .collect()
+    }
+
     /// Every key used so far.
     pub fn all(&self) -> Vec<String> {
         let slots = self.lock();
@@ -335,6 +345,7 @@ mod tests {
         assert_eq!(keys.for_read(0), "k0-1");
         assert_eq!(keys.for_read(1), "k1-0");
         assert_eq!(keys.all(), ["k0-0", "k0-1", "k1-0"]);
+        assert_eq!(keys.current(), ["k0-1", "k1-0"]);
     }
 
     #[test]
