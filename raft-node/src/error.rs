@@ -25,9 +25,15 @@ pub enum RequestError {
     /// The write was covered by a snapshot from the leader before its outcome was seen here.
     #[error("TRYAGAIN the write's outcome is unknown (state replaced by a snapshot)")]
     Unknown,
-    /// The node is stopping.
+    /// The node is stopping; the request was not proposed (a write was not applied).
     #[error("TRYAGAIN the node is shutting down")]
     Stopping,
+    /// The node stopped after proposing the write and before seeing its outcome: another
+    /// leader may still commit it.
+    #[error(
+        "TRYAGAIN the node stopped before the write's outcome was known; it may or may not have been applied"
+    )]
+    StoppedUnknown,
     /// The leader refused a forwarded command; its reply text, as it would have sent it.
     #[error("{0}")]
     Remote(String),

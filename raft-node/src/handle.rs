@@ -121,10 +121,12 @@ impl NodeHandle {
         for rx in waits {
             out.push(match tokio::time::timeout_at(deadline.into(), rx).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(RequestError::Stopping),
+                // The driver stopped with the proposal in its queue or in the log.
+                Ok(Err(_)) => Err(RequestError::StoppedUnknown),
                 Err(_) => Err(self.timeout_error()),
             });
         }
+        // Never handed to the driver.
         out.resize(data.len(), Err(RequestError::Stopping));
         out
     }
