@@ -35,6 +35,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn can_campaign(&self) -> bool {
+        // Learners, removed nodes and nodes waiting to join never campaign.
         if !self.is_voter() {
             return false;
         }
@@ -87,7 +88,7 @@ impl<S: Storage> Raft<S> {
             last_log_term: self.log.last_term(),
             transfer,
         };
-        for to in self.peers().collect::<Vec<_>>() {
+        for to in self.voters_but_me() {
             self.send_with_term(to, term, MessageBody::RequestVote(v.clone()));
         }
     }

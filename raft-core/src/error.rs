@@ -1,5 +1,6 @@
 //! Typed errors at the crate boundary.
 
+use crate::confchange::ConfChangeError;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A configuration that cannot work.
@@ -42,7 +43,8 @@ pub enum ConfigError {
         /// T.
         election: u32,
     },
-    /// The initial configuration must name this node or be empty (a joining node).
+    /// No longer returned: a node whose stored configuration has no voters waits to join a
+    /// cluster (see [`crate::RawNode::propose_conf_change`]).
     #[error("the stored configuration has no voters")]
     NoVoters,
 }
@@ -80,8 +82,7 @@ pub enum Error {
         /// The leader this node knows of, or [`NodeId::NONE`].
         leader: NodeId,
     },
-    /// The node named (a message's sender, a leadership transfer's target) is not a voter
-    /// of the configuration.
+    /// A leadership transfer's target is not a voter of the configuration.
     #[error("unknown node {0}: not a voter of the configuration")]
     UnknownPeer(NodeId),
     /// [`crate::RawNode::transfer_leader`] named the leader itself.
@@ -95,6 +96,17 @@ pub enum Error {
         /// The transfer's target.
         to: NodeId,
     },
+    /// A configuration change is not applied yet — or, on a new leader, the first entry of
+    /// its term — and configuration changes go one at a time: retry once the entry at `index`
+    /// is applied.
+    #[error("a configuration change is pending until index {index} is applied: retry then")]
+    ConfChangePending {
+        /// The entry to wait for.
+        index: LogIndex,
+    },
+    /// The configuration change cannot be made to the configuration in effect.
+    #[error("invalid configuration change: {0}")]
+    InvalidConfChange(#[from] ConfChangeError),
     /// The message is addressed to another node.
     #[error("message for node {to} delivered to node {me}")]
     WrongRecipient {

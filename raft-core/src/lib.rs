@@ -24,11 +24,13 @@
 #![warn(missing_docs)]
 
 mod check_quorum;
+pub mod confchange;
 mod config;
 pub mod conformance;
 mod election;
 mod error;
 mod log;
+mod membership;
 mod message;
 mod progress;
 mod quorum;
@@ -44,6 +46,7 @@ mod types;
 mod validate;
 pub mod wire;
 
+pub use confchange::{ConfChange, ConfChangeError, ConfChangeSingle, ConfChangeTransition};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result, StorageError};
 pub use message::{

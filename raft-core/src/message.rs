@@ -118,6 +118,11 @@ pub struct ConflictHint {
     /// The first index the follower holds for `term`, or its last index + 1 when `term` is
     /// `None`.
     pub index: LogIndex,
+    /// The follower has no configuration (it waits to join the cluster) and can start only
+    /// from a snapshot, which carries one: entries alone would be applied to an unknown
+    /// configuration. The leader sends its snapshot (asking the caller to take one first if
+    /// it has none, [`crate::Ready::snapshot_due`]).
+    pub needs_snapshot: bool,
 }
 
 /// The answer to an [`AppendEntries`].

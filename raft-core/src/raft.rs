@@ -7,8 +7,9 @@ use bytes::Bytes;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::error::{ConfigError, Error, Result};
+use crate::error::Result;
 use crate::log::RaftLog;
+use crate::membership::{ConfHistory, load_history};
 use crate::message::{HeartbeatResponse, Message, MessageBody, RequestVoteResponse};
 use crate::progress::Progress;
 use crate::quorum::JointConfig;
@@ -16,7 +17,7 @@ use crate::read_index::{ReadOnly, ReadState};
 use crate::rng::Rng;
 use crate::storage::Storage;
 use crate::transfer::LeaderTransfer;
-use crate::types::{HardState, LogIndex, NodeId, Role, SoftState, Term};
+use crate::types::{ConfState, HardState, LogIndex, NodeId, Role, SoftState, Term};
 
 pub(crate) struct Raft<S> {
     pub(crate) id: NodeId,
@@ -26,7 +27,26 @@ pub(crate) struct Raft<S> {
     pub(crate) role: Role,
     pub(crate) leader: NodeId,
     pub(crate) log: RaftLog<S>,
+    /// The configuration in effect: the latest in the log (see [`crate::membership`]).
+    pub(crate) conf_state: ConfState,
+    /// Its voters, for the quorum math.
     pub(crate) conf: JointConfig,
+    /// The configurations the log defines, from the newest snapshot on.
+    pub(crate) confs: ConfHistory,
+    /// Bumped whenever the configuration in effect is recomputed (for [`crate::Ready`]).
+    pub(crate) conf_version: u64,
+    /// Leader: a newly committed configuration waits for its commit index to go out before
+    /// the leader drops the nodes it removed (or steps down, if it removed this node).
+    pub(crate) conf_commit_pending: bool,
+    /// Leader: nodes a committed configuration removed, still replicated to (so they learn
+    /// the commit of their removal) until the tick given here.
+    pub(crate) departing: BTreeMap<NodeId, u64>,
+    /// Leader: the index of the first entry of its term; no configuration change before it
+    /// is applied.
+    pub(crate) term_start: LogIndex,
+    /// A peer needs a snapshot and there is none to send (or it is older than the log's
+    /// start): the caller is asked to take one.
+    pub(crate) snapshot_wanted: bool,
     /// Per-peer replication state (leader only); includes this node.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Votes received in the current (pre-)election.
@@ -69,9 +89,8 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn new(cfg: &Config, store: S, applied: LogIndex) -> Result<Self> {
         cfg.validate()?;
         let init = store.initial_state()?;
-        if init.conf_state.voters.is_empty() {
-            return Err(ConfigError::NoVoters.into());
-        }
+        let confs = load_history(cfg.id, &store, init.conf_state)?;
+        let conf_state = confs.latest().clone();
         let hs = init.hard_state;
         let log = RaftLog::new(store, hs.commit, applied)?;
         let mut r = Raft {
@@ -82,7 +101,14 @@ impl<S: Storage> Raft<S> {
             role: Role::Follower,
             leader: NodeId::NONE,
             log,
-            conf: JointConfig::simple(init.conf_state.voters.iter().copied()),
+            conf: JointConfig::from(&conf_state),
+            conf_state,
+            confs,
+            conf_version: 0,
+            conf_commit_pending: false,
+            departing: BTreeMap::new(),
+            term_start: LogIndex(0),
+            snapshot_wanted: false,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             election_elapsed: 0,
@@ -126,15 +152,6 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + use<S> {
-        let me = self.id;
-        self.conf.ids().into_iter().filter(move |&id| id != me)
-    }
-
-    pub(crate) fn is_voter(&self) -> bool {
-        self.conf.contains(self.id)
-    }
-
     /// The leader's commit index counts only entries of its own term (§5.4.2).
     pub(crate) fn committed_in_current_term(&self) -> bool {
         self.log
@@ -161,6 +178,9 @@ impl<S: Storage> Raft<S> {
         self.progress.clear();
         self.broadcast_pending = false;
         self.transfer = None;
+        self.conf_commit_pending = false;
+        self.departing.clear();
+        self.snapshot_wanted = false;
         self.restart_lease = false;
         self.lease_revoked = false;
         self.reset_timers();
@@ -198,24 +218,19 @@ impl<S: Storage> Raft<S> {
         self.reset(term);
         self.role = Role::Leader;
         self.leader = self.id;
-        let next = self.log.last_index().next();
-        for id in self.conf.ids() {
-            let mut p = Progress::new(
-                next,
-                self.cfg.max_inflight_msgs,
-                self.cfg.max_inflight_bytes,
-            );
-            // A new leader gives every peer an election timeout to answer (CheckQuorum).
-            p.last_active = self.ticks;
-            if id == self.id {
-                p.matched = self.log.durable;
-                p.become_replicate();
-            }
-            self.progress.insert(id, p);
+        // Every member gets a progress, and an election timeout to answer (CheckQuorum).
+        self.sync_progress();
+        let durable = self.log.durable;
+        if let Some(p) = self.progress.get_mut(&self.id) {
+            p.matched = durable;
+            p.become_replicate();
         }
         info!(node = %self.id, term = %self.term, last_index = %self.log.last_index(), "became leader");
         // A no-op of the new term lets earlier entries commit promptly (§5.4.2, §8).
+        self.term_start = self.log.last_index().next();
         self.append_noop();
+        // A joint configuration the previous leader committed but did not leave.
+        self.maybe_auto_leave();
     }
 
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -260,6 +275,7 @@ impl<S: Storage> Raft<S> {
         match self.role {
             Role::Leader => {
                 self.tick_transfer();
+                self.tick_departing();
                 if self.tick_check_quorum() {
                     return;
                 }
@@ -280,10 +296,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn step(&mut self, m: Message) -> Result<()> {
+        // Senders outside the configuration are heard too: a leader or candidate may have been
+        // added by entries this node has not received yet (see `crate::membership`).
         crate::validate::check(self.id, &m)?;
-        if !self.conf.contains(m.from) {
-            return Err(Error::UnknownPeer(m.from));
-        }
         if m.term > self.term {
             match &m.body {
                 // A pre-vote does not change anybody's term (§9.6); a granted pre-vote answer

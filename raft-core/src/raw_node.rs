@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::confchange::ConfChange;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -11,7 +12,9 @@ use crate::progress::ProgressState;
 use crate::raft::Raft;
 use crate::read_index::ReadState;
 use crate::storage::Storage;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftState, Term};
+use crate::types::{
+    ConfState, Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, SoftState, Term,
+};
 
 /// One batch of effects. Handle it in this order:
 ///
@@ -57,9 +60,16 @@ pub struct Ready {
     /// Read contexts that cannot be served (leadership changed): retry elsewhere.
     pub failed_reads: Vec<Bytes>,
     /// The log has grown [`crate::Config::snapshot_interval`] entries past the newest
-    /// snapshot: take one at this applied index, then call [`RawNode::on_snapshot_taken`]
-    /// and compact storage up to it (keeping a tail for slow followers).
+    /// snapshot, or a follower needs a snapshot and there is none (a node joining the
+    /// cluster): take one at this applied index, with the configuration
+    /// [`RawNode::conf_state_at`] that index, then call [`RawNode::on_snapshot_taken`] and
+    /// compact storage up to it (keeping a tail for slow followers).
     pub snapshot_due: Option<LogIndex>,
+    /// The configuration in effect changed since the previous ready: an entry of kind
+    /// [`crate::EntryKind::ConfChange`] was appended or replaced, or a snapshot installed.
+    /// For information (e.g. to connect to new members); there is nothing to persist, since
+    /// the configuration follows from the log (see [`RawNode::propose_conf_change`]).
+    pub conf_state: Option<ConfState>,
 }
 
 impl Ready {
@@ -114,6 +124,8 @@ pub struct RawNode<S> {
     in_flight: VecDeque<InFlight>,
     /// The applied index a snapshot was last suggested at.
     snapshot_suggested: LogIndex,
+    /// The configuration version last handed out in a ready.
+    reported_conf_version: u64,
 }
 
 /// A peer as the leader sees it.
@@ -184,10 +196,11 @@ impl<S: Storage> RawNode<S> {
         Ok(RawNode {
             prev_soft: raft.soft_state(),
             prev_hard,
-            raft,
             next_number: 1,
             in_flight: VecDeque::new(),
             snapshot_suggested: LogIndex(0),
+            reported_conf_version: raft.conf_version,
+            raft,
         })
     }
 
@@ -263,6 +276,44 @@ impl<S: Storage> RawNode<S> {
         self.raft.propose(data)
     }
 
+    /// Proposes a membership change; returns the `(index, term)` of its entry, which is
+    /// committed like any other ([`crate::EntryKind::ConfChange`] entries come out in
+    /// `committed_entries`; the state machine applies nothing for them, but may read their
+    /// [`ConfChange::context`], e.g. a new member's address).
+    ///
+    /// The change takes effect on each node as soon as its entry is in that node's log — the
+    /// caller applies and persists nothing: [`RawNode::conf_state`] is always the latest
+    /// configuration in the log, [`Ready::conf_state`] says when it changed, and a restarted
+    /// node finds it again in its log. Only snapshots carry a configuration (the one
+    /// [`RawNode::conf_state_at`] their index). See [`crate::confchange`] for simple and
+    /// joint changes; a joint change with `auto_leave` is left by the leader itself once
+    /// committed.
+    ///
+    /// The usual way to add a node: start it with an empty configuration and log (it waits
+    /// to join and receives a snapshot first), add it as a learner, wait until it caught up
+    /// ([`Status::peers`]), then promote it with [`ConfChange::add_voter`]. A leader that
+    /// removes (or demotes) itself keeps leading until that configuration is committed, then
+    /// steps down; a node that is not a voter of its configuration never campaigns.
+    ///
+    /// Errors: [`Error::NotLeader`]; [`Error::TransferInProgress`]; [`Error::ConfChangePending`]
+    /// while the previous change (or, on a new leader, the first entry of its term) is not
+    /// applied — one change at a time; [`Error::InvalidConfChange`] for a change the
+    /// configuration in effect does not allow (see [`crate::ConfChangeError`]).
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<(LogIndex, Term)> {
+        self.raft.propose_conf_change(cc)
+    }
+
+    /// The configuration in effect: the latest one in this node's log.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.raft.conf_state
+    }
+
+    /// The configuration in effect at log index `index` (the one a snapshot at `index` must
+    /// carry), for indexes from the newest snapshot to the last index; `None` outside.
+    pub fn conf_state_at(&self, index: LogIndex) -> Option<ConfState> {
+        self.raft.conf_state_at(index)
+    }
+
     /// Requests a linearizable read index for `ctx` (on a follower, from the leader). The
     /// leader confirms its leadership with a heartbeat round first, or with
     /// [`Config::read_lease`] answers at once (in the next [`Ready`]) while its lease holds
@@ -286,6 +337,8 @@ impl<S: Storage> RawNode<S> {
             || !r.failed_reads.is_empty()
             || (r.role == Role::Leader && r.broadcast_pending)
             || r.reads_ready_to_start()
+            || r.conf_commit_pending
+            || r.conf_version != self.reported_conf_version
     }
 
     /// Drops answers not yet released that acknowledge entries replaced since (a conflict
@@ -308,6 +361,8 @@ impl<S: Storage> RawNode<S> {
             if r.broadcast_pending {
                 r.broadcast_append();
             }
+            // After the commit index went out: drop removed nodes, or step down if removed.
+            r.finish_conf_commit();
         }
         let number = self.next_number;
         self.next_number += 1;
@@ -360,7 +415,12 @@ impl<S: Storage> RawNode<S> {
             self.snapshot_suggested = at;
         }
         let r = &mut self.raft;
+        let conf_state = (r.conf_version != self.reported_conf_version).then(|| {
+            self.reported_conf_version = r.conf_version;
+            r.conf_state.clone()
+        });
         Ready {
+            conf_state,
             number,
             soft_state,
             hard_state,
@@ -406,8 +466,9 @@ impl<S: Storage> RawNode<S> {
             .as_ref()
             .map_or(LogIndex(0), |s| s.index)
             .max(self.snapshot_suggested);
-        (interval > 0 && log.applied.get() >= base.get().saturating_add(interval))
-            .then_some(log.applied)
+        let periodic = interval > 0 && log.applied.get() >= base.get().saturating_add(interval);
+        let wanted = self.raft.snapshot_wanted && log.applied > base;
+        (periodic || wanted).then_some(log.applied)
     }
 
     /// The caller took a snapshot of its state machine at `meta.index` (at most the applied
@@ -417,6 +478,17 @@ impl<S: Storage> RawNode<S> {
         if meta.index > self.raft.log.applied {
             return Err(Error::InvalidAck("snapshot beyond the applied index"));
         }
+        if self
+            .raft
+            .conf_state_at(meta.index)
+            .is_some_and(|cs| cs != meta.conf_state)
+        {
+            return Err(Error::InvalidAck(
+                "the snapshot's configuration is not the one at its index (RawNode::conf_state_at)",
+            ));
+        }
+        self.raft.snapshot_wanted = false;
+        self.raft.conf_snapshot_taken(meta.index);
         self.raft.log.snapshot_taken(meta);
         Ok(())
     }

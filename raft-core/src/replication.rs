@@ -62,7 +62,9 @@ impl<S: Storage> Raft<S> {
 
     /// Appends to the leader's log. The entries go out to followers when the caller next takes
     /// a [`crate::Ready`], so proposals made together share one AppendEntries per follower.
-    fn append_local(&mut self, entries: Vec<Entry>) {
+    pub(crate) fn append_local(&mut self, entries: Vec<Entry>) {
+        let at = self.log.last_index().next();
+        self.track_conf(at, &entries);
         self.log.append(entries);
         self.broadcast_pending = true;
         // A single-voter cluster commits as soon as its own write is durable (see on_persisted).
@@ -71,7 +73,7 @@ impl<S: Storage> Raft<S> {
     /// Sends what each follower is missing (or just the new commit index).
     pub(crate) fn broadcast_append(&mut self) {
         self.broadcast_pending = false;
-        for to in self.peers().collect::<Vec<_>>() {
+        for to in self.replication_peers() {
             self.send_append(to, Send::IfNewOrCommit);
         }
     }
@@ -156,7 +158,7 @@ impl<S: Storage> Raft<S> {
 
     /// Heartbeats to every peer carrying read round `round`.
     pub(crate) fn send_heartbeats(&mut self, round: u64) {
-        for to in self.peers().collect::<Vec<_>>() {
+        for to in self.replication_peers() {
             let matched = self.progress.get(&to).map_or(LogIndex(0), |p| p.matched);
             // Never tell a follower to commit past what it is known to hold.
             let commit = self.log.committed.min(matched);
@@ -204,6 +206,16 @@ impl<S: Storage> Raft<S> {
                           "rejection beyond our log ignored");
                     return;
                 }
+                if hint.needs_snapshot {
+                    // A node joining the cluster: it starts from our snapshot.
+                    // (Once it answered anything it has a configuration: the rejection is old.)
+                    if self.progress.get(&from).is_some_and(|p| {
+                        p.state != ProgressState::Snapshot && p.matched == LogIndex(0)
+                    }) {
+                        self.send_snapshot(from);
+                    }
+                    return;
+                }
                 let hint_next = self.next_from_hint(r.index, hint);
                 let Some(pr) = self.progress.get_mut(&from) else {
                     return;
@@ -238,6 +250,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, r: HeartbeatResponse) {
+        if !self.progress.contains_key(&from) {
+            return;
+        }
         self.read_only.ack(from, r.read_round);
         self.release_reads();
         let last = self.log.last_index();
@@ -280,8 +295,10 @@ impl<S: Storage> Raft<S> {
         if idx <= self.log.committed || !self.log.match_term(idx, self.term) {
             return false;
         }
+        let before = self.log.committed;
         self.log.commit_to(idx);
         debug!(node = %self.id, term = %self.term, index = %idx, "committed");
+        self.conf_after_commit(before);
         // Reads waiting for the first commit of this term may start now.
         true
     }
@@ -295,6 +312,17 @@ impl<S: Storage> Raft<S> {
             mut entries,
             leader_commit,
         } = a;
+        if self.awaits_snapshot() {
+            // Entries build on a configuration this node does not know (see
+            // `crate::membership`): it starts from a snapshot.
+            let hint = ConflictHint {
+                term: None,
+                index: self.log.last_index().next(),
+                needs_snapshot: true,
+            };
+            self.respond_append(from, prev_log_index, Some(hint));
+            return Ok(());
+        }
         let committed = self.log.committed;
         // Entries up to our commit index match the leader's log (Leader Completeness, §5.4):
         // skip them. This also covers a prefix we already compacted away.
@@ -343,6 +371,7 @@ impl<S: Storage> Raft<S> {
                 self.drop_stale_acks(at);
             }
             self.log.truncate_and_append(&entries[first_new..]);
+            self.track_conf(at, &entries[first_new..]);
         }
         self.log.commit_to(leader_commit.min(last_new));
         self.respond_append(from, last_new, None);
@@ -369,12 +398,14 @@ impl<S: Storage> Raft<S> {
             return ConflictHint {
                 term: None,
                 index: last.next(),
+                needs_snapshot: false,
             };
         }
         let Ok(term) = self.log.term(prev) else {
             return ConflictHint {
                 term: None,
                 index: self.log.committed.next(),
+                needs_snapshot: false,
             };
         };
         // Entries up to the commit index match the leader, so the scan stops above it.
@@ -386,6 +417,7 @@ impl<S: Storage> Raft<S> {
         ConflictHint {
             term: Some(term),
             index: first,
+            needs_snapshot: false,
         }
     }
 

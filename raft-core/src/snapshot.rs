@@ -11,7 +11,6 @@ use tracing::{info, warn};
 
 use crate::message::{InstallSnapshot, MessageBody};
 use crate::progress::ProgressState;
-use crate::quorum::JointConfig;
 use crate::raft::Raft;
 use crate::storage::Storage;
 use crate::types::{LogIndex, NodeId, SnapshotMeta};
@@ -21,14 +20,21 @@ impl<S: Storage> Raft<S> {
     /// to send (nothing can be sent until the caller takes one).
     pub(crate) fn send_snapshot(&mut self, to: NodeId) -> bool {
         let Some(meta) = self.log.snapshot.clone() else {
-            warn!(node = %self.id, peer = %to, "follower needs compacted entries but there is no snapshot");
+            if !self.snapshot_wanted {
+                info!(node = %self.id, peer = %to, "a follower needs a snapshot; asking for one");
+            }
+            self.snapshot_wanted = true;
             return false;
         };
         if meta.index < self.log.first_index().prev() {
-            // Storage compacted past its newest snapshot: nothing can bring the peer back.
-            warn!(node = %self.id, peer = %to, snapshot = %meta.index,
-                  first_index = %self.log.first_index(),
-                  "the newest snapshot is older than the compacted log");
+            // Storage compacted past its newest snapshot: only a newer one can bring the
+            // peer back.
+            if !self.snapshot_wanted {
+                warn!(node = %self.id, peer = %to, snapshot = %meta.index,
+                      first_index = %self.log.first_index(),
+                      "the newest snapshot is older than the compacted log; asking for one");
+            }
+            self.snapshot_wanted = true;
             return false;
         }
         let Some(pr) = self.progress.get_mut(&to) else {
@@ -83,12 +89,10 @@ impl<S: Storage> Raft<S> {
         }
         info!(node = %self.id, term = %self.term, index = %meta.index,
               snapshot_term = %meta.term, "restoring from the leader's snapshot");
-        if !meta.conf_state.voters.is_empty() {
-            self.conf = JointConfig::simple(meta.conf_state.voters.iter().copied());
-        }
         // Everything above our commit index may have diverged from the snapshot.
         self.drop_stale_acks(committed.next());
         self.log.restore(meta.clone());
+        self.restore_conf(&meta);
         // Sent once the snapshot is durable, like any append answer.
         self.respond_append(from, meta.index, None);
     }

@@ -47,7 +47,9 @@ impl<S: Storage> Raft<S> {
         if target == self.id {
             return Err(Error::TransferToSelf);
         }
-        if !self.conf.contains(target) || !self.progress.contains_key(&target) {
+        // The target must be a voter of the configuration being moved to (not a learner,
+        // nor a voter of only the outgoing half of a joint configuration).
+        if !self.conf_state.voters.contains(&target) || !self.progress.contains_key(&target) {
             return Err(Error::UnknownPeer(target));
         }
         if let Some(t) = self.transfer {

@@ -84,6 +84,10 @@ pub enum EntryKind {
     Normal,
     /// An empty entry a new leader appends so entries of earlier terms commit (§5.4.2, §8).
     Noop,
+    /// A membership change: `data` is an encoded [`crate::ConfChange`]
+    /// ([`crate::ConfChange::encode`]). It takes effect on every node as soon as it is in the
+    /// node's log (see [`crate::confchange`]); the state machine applies nothing for it.
+    ConfChange,
 }
 
 /// One log entry.
@@ -128,25 +132,132 @@ pub struct HardState {
     pub commit: LogIndex,
 }
 
-/// The voting configuration.
+/// A cluster configuration: who votes, who only learns.
 ///
-/// Joint configurations (§6) and learners arrive with the membership issue; the type is
-/// non-exhaustive so that adding them is not a breaking change.
+/// Outside a membership change only `voters` and `learners` are set. During a joint change
+/// (§6, thesis §4.3) `voters_outgoing` holds the voters of the configuration being left: every
+/// decision (commit, election, CheckQuorum, read confirmation) needs a majority of `voters`
+/// *and* a majority of `voters_outgoing`. Each list is sorted and holds each id once; a node is
+/// in at most one of `learners` and `voters`, and `learners_next` only holds nodes of
+/// `voters_outgoing` (see [`crate::confchange`] for how changes produce these).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfState {
-    /// The voters.
+    /// The voters (of the incoming configuration, when joint).
     pub voters: Vec<NodeId>,
+    /// The voters of the outgoing configuration while joint; empty otherwise.
+    pub voters_outgoing: Vec<NodeId>,
+    /// Non-voting members: they receive the log and snapshots but never vote, never campaign
+    /// and never count toward a quorum.
+    pub learners: Vec<NodeId>,
+    /// Voters of the outgoing configuration that become learners when the joint
+    /// configuration is left (a voter demoted to learner in a joint change keeps voting in the
+    /// outgoing half until then).
+    pub learners_next: Vec<NodeId>,
+    /// While joint: the leader leaves the joint configuration by itself as soon as it is
+    /// committed ([`crate::ConfChangeTransition::Auto`] and
+    /// [`crate::ConfChangeTransition::JointImplicit`]).
+    pub auto_leave: bool,
 }
 
 impl ConfState {
     /// A configuration of the given voters.
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> ConfState {
-        let mut voters: Vec<NodeId> = voters.into_iter().collect();
-        voters.sort_unstable();
-        voters.dedup();
-        ConfState { voters }
+        ConfState {
+            voters: sorted(voters),
+            ..ConfState::default()
+        }
     }
+
+    /// A configuration of the given voters and learners.
+    pub fn with_learners(
+        voters: impl IntoIterator<Item = NodeId>,
+        learners: impl IntoIterator<Item = NodeId>,
+    ) -> ConfState {
+        ConfState {
+            voters: sorted(voters),
+            learners: sorted(learners),
+            ..ConfState::default()
+        }
+    }
+
+    /// Whether this is a joint configuration (a change between two voter sets is under way).
+    pub fn is_joint(&self) -> bool {
+        !self.voters_outgoing.is_empty()
+    }
+
+    /// Whether `id` votes: a voter of either half.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.voters_outgoing.contains(&id)
+    }
+
+    /// Whether `id` is a learner (now, or once the joint configuration is left).
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.contains(&id) || self.learners_next.contains(&id)
+    }
+
+    /// Whether `id` is a member at all (voter or learner).
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.is_voter(id) || self.learners.contains(&id)
+    }
+
+    /// Every member, voters and learners, each once, in id order.
+    pub fn members(&self) -> Vec<NodeId> {
+        sorted(
+            self.voters
+                .iter()
+                .chain(&self.voters_outgoing)
+                .chain(&self.learners)
+                .copied(),
+        )
+    }
+
+    /// Whether there is no configuration at all (no voter in either half): a node that waits
+    /// to join a cluster starts like this and learns its configuration from a snapshot.
+    pub fn is_empty(&self) -> bool {
+        self.voters.is_empty() && self.voters_outgoing.is_empty()
+    }
+
+    /// Checks the invariants listed on the type; a description of the first broken one.
+    pub fn check(&self) -> Result<(), &'static str> {
+        for list in [
+            &self.voters,
+            &self.voters_outgoing,
+            &self.learners,
+            &self.learners_next,
+        ] {
+            if list.windows(2).any(|w| w[0] >= w[1]) {
+                return Err("configuration lists must be sorted without duplicates");
+            }
+            if list.iter().any(|id| id.is_none()) {
+                return Err("node id 0 in a configuration");
+            }
+        }
+        if self.learners.iter().any(|&l| self.is_voter(l)) {
+            return Err("a learner is also a voter");
+        }
+        if self
+            .learners_next
+            .iter()
+            .any(|l| !self.voters_outgoing.contains(l))
+        {
+            return Err("a next learner is not an outgoing voter");
+        }
+        if self.learners_next.iter().any(|l| self.learners.contains(l)) {
+            return Err("a next learner is already a learner");
+        }
+        if self.auto_leave && !self.is_joint() {
+            return Err("auto_leave on a configuration that is not joint");
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn sorted(ids: impl IntoIterator<Item = NodeId>) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = ids.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The role of a node (§5.2), with pre-vote as its own role (thesis §9.6).

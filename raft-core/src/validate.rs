@@ -1,9 +1,10 @@
 //! Checks a received message for internal consistency before any rule sees it, so a
 //! malformed or hostile message gets a typed error instead of reaching an invariant.
 
+use crate::confchange::ConfChange;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageBody};
-use crate::types::{NodeId, Term};
+use crate::types::{EntryKind, NodeId, Term};
 
 pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
     let bad = |reason| {
@@ -53,6 +54,9 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
                 if e.term < term || e.term > m.term {
                     return bad("entry terms not between prev_log_term and the message term");
                 }
+                if e.kind == EntryKind::ConfChange && ConfChange::decode(e.data.clone()).is_err() {
+                    return bad("undecodable configuration change");
+                }
                 expect = expect.next();
                 term = e.term;
             }
@@ -72,6 +76,9 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
             }
             if s.meta.conf_state.voters.is_empty() {
                 return bad("snapshot without voters");
+            }
+            if let Err(reason) = s.meta.conf_state.check() {
+                return bad(reason);
             }
         }
         _ => {}

@@ -18,17 +18,26 @@
 //! message RequestVote { bool pre_vote = 1; uint64 last_log_index = 2; uint64 last_log_term = 3;
 //!                       bool transfer = 4; }
 //! message RequestVoteResponse { bool pre_vote = 1; bool granted = 2; }
-//! message Entry { uint64 term = 1; uint64 index = 2; uint32 kind = 3; bytes data = 4; }  // kind: 0 normal, 1 noop
+//! message Entry { uint64 term = 1; uint64 index = 2; uint32 kind = 3; bytes data = 4; }
+//!   // kind: 0 normal, 1 noop, 2 configuration change (data: a ConfChange)
 //! message AppendEntries { uint64 prev_log_index = 1; uint64 prev_log_term = 2;
 //!                         repeated Entry entries = 3; uint64 leader_commit = 4; }
-//! message ConflictHint { optional uint64 term = 1; uint64 index = 2; }
+//! message ConflictHint { optional uint64 term = 1; uint64 index = 2; bool needs_snapshot = 3; }
 //! message AppendEntriesResponse { uint64 index = 1; ConflictHint reject = 2; }  // absent: success
 //! message Heartbeat { uint64 commit = 1; uint64 read_round = 2; }
 //! message HeartbeatResponse { uint64 read_round = 1; }
 //! message ReadIndexRequest { bytes ctx = 1; }
 //! message ReadIndexResponse { bytes ctx = 1; optional uint64 index = 2; }
-//! message InstallSnapshot { uint64 index = 1; uint64 term = 2; repeated uint64 voters = 3; }
+//! message InstallSnapshot { uint64 index = 1; uint64 term = 2; repeated uint64 voters = 3;
+//!   repeated uint64 voters_outgoing = 4; repeated uint64 learners = 5;
+//!   repeated uint64 learners_next = 6; bool auto_leave = 7; }
 //! message TimeoutNow { }
+//!
+//! // The payload of a configuration-change entry (ConfChange::encode / ConfChange::decode).
+//! message ConfChange { uint32 transition = 1; repeated ConfChangeSingle changes = 2; bytes context = 3; }
+//!   // transition: 0 auto, 1 joint (left automatically), 2 joint (left explicitly)
+//! message ConfChangeSingle { uint32 kind = 1; uint64 node = 2; }
+//!   // kind: 0 add voter, 1 add learner, 2 remove node
 //! ```
 //!
 //! Unknown fields are skipped, so fields can be added compatibly; a body of a kind this version
@@ -52,12 +61,13 @@
 use bytes::{Buf, Bytes};
 use prost::Message as _;
 
+use crate::confchange::{ConfChange, ConfChangeSingle, ConfChangeTransition};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, ConflictHint, Heartbeat, HeartbeatResponse,
     InstallSnapshot, Message, MessageBody, ReadIndexRequest, ReadIndexResponse, RequestVote,
     RequestVoteResponse, TimeoutNow,
 };
-use crate::types::{ConfState, Entry, EntryKind, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::types::{ConfState, Entry, EntryKind, LogIndex, NodeId, SnapshotMeta, Term, sorted};
 
 /// Why bytes could not be decoded into a [`Message`].
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +83,9 @@ pub enum WireError {
     /// An entry's kind is not one this version knows.
     #[error("unknown entry kind {0}")]
     UnknownEntryKind(u32),
+    /// A configuration change payload names an unknown transition or operation, or node 0.
+    #[error("invalid configuration change: {0}")]
+    InvalidConfChange(&'static str),
 }
 
 /// Encodes `m`.
@@ -96,6 +109,7 @@ pub fn decode(buf: impl Buf) -> Result<Message, WireError> {
 
 const KIND_NORMAL: u32 = 0;
 const KIND_NOOP: u32 = 1;
+const KIND_CONF_CHANGE: u32 = 2;
 
 #[derive(Clone, PartialEq, ::prost::Message)]
 struct PbMessage {
@@ -144,6 +158,32 @@ struct PbInstallSnapshot {
     term: u64,
     #[prost(uint64, repeated, tag = "3")]
     voters: Vec<u64>,
+    #[prost(uint64, repeated, tag = "4")]
+    voters_outgoing: Vec<u64>,
+    #[prost(uint64, repeated, tag = "5")]
+    learners: Vec<u64>,
+    #[prost(uint64, repeated, tag = "6")]
+    learners_next: Vec<u64>,
+    #[prost(bool, tag = "7")]
+    auto_leave: bool,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbConfChange {
+    #[prost(uint32, tag = "1")]
+    transition: u32,
+    #[prost(message, repeated, tag = "2")]
+    changes: Vec<PbConfChangeSingle>,
+    #[prost(bytes = "bytes", tag = "3")]
+    context: Bytes,
+}
+
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct PbConfChangeSingle {
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(uint64, tag = "2")]
+    node: u64,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -196,6 +236,8 @@ struct PbConflictHint {
     term: Option<u64>,
     #[prost(uint64, tag = "2")]
     index: u64,
+    #[prost(bool, tag = "3")]
+    needs_snapshot: bool,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -263,6 +305,7 @@ impl From<&Message> for PbMessage {
                     reject: r.reject.map(|h| PbConflictHint {
                         term: h.term.map(Term::get),
                         index: h.index.get(),
+                        needs_snapshot: h.needs_snapshot,
                     }),
                 })
             }
@@ -280,11 +323,18 @@ impl From<&Message> for PbMessage {
                 ctx: r.ctx.clone(),
                 index: r.index.map(LogIndex::get),
             }),
-            MessageBody::InstallSnapshot(s) => PbBody::InstallSnapshot(PbInstallSnapshot {
-                index: s.meta.index.get(),
-                term: s.meta.term.get(),
-                voters: s.meta.conf_state.voters.iter().map(|v| v.get()).collect(),
-            }),
+            MessageBody::InstallSnapshot(s) => {
+                let cs = &s.meta.conf_state;
+                PbBody::InstallSnapshot(PbInstallSnapshot {
+                    index: s.meta.index.get(),
+                    term: s.meta.term.get(),
+                    voters: raw_ids(&cs.voters),
+                    voters_outgoing: raw_ids(&cs.voters_outgoing),
+                    learners: raw_ids(&cs.learners),
+                    learners_next: raw_ids(&cs.learners_next),
+                    auto_leave: cs.auto_leave,
+                })
+            }
             MessageBody::TimeoutNow(TimeoutNow {}) => PbBody::TimeoutNow(PbTimeoutNow {}),
         };
         PbMessage {
@@ -304,6 +354,7 @@ impl From<&Entry> for PbEntry {
             kind: match e.kind {
                 EntryKind::Normal => KIND_NORMAL,
                 EntryKind::Noop => KIND_NOOP,
+                EntryKind::ConfChange => KIND_CONF_CHANGE,
             },
             data: e.data.clone(),
         }
@@ -345,6 +396,7 @@ impl TryFrom<PbMessage> for Message {
                     reject: r.reject.map(|h| ConflictHint {
                         term: h.term.map(Term),
                         index: LogIndex(h.index),
+                        needs_snapshot: h.needs_snapshot,
                     }),
                 })
             }
@@ -364,7 +416,13 @@ impl TryFrom<PbMessage> for Message {
                 meta: SnapshotMeta {
                     index: LogIndex(s.index),
                     term: Term(s.term),
-                    conf_state: ConfState::new(s.voters.into_iter().map(NodeId)),
+                    conf_state: ConfState {
+                        voters: node_ids(s.voters),
+                        voters_outgoing: node_ids(s.voters_outgoing),
+                        learners: node_ids(s.learners),
+                        learners_next: node_ids(s.learners_next),
+                        auto_leave: s.auto_leave,
+                    },
                 },
             }),
             PbBody::TimeoutNow(PbTimeoutNow {}) => MessageBody::TimeoutNow(TimeoutNow {}),
@@ -385,6 +443,7 @@ impl TryFrom<PbEntry> for Entry {
         let kind = match e.kind {
             KIND_NORMAL => EntryKind::Normal,
             KIND_NOOP => EntryKind::Noop,
+            KIND_CONF_CHANGE => EntryKind::ConfChange,
             k => return Err(WireError::UnknownEntryKind(k)),
         };
         Ok(Entry {
@@ -392,6 +451,84 @@ impl TryFrom<PbEntry> for Entry {
             index: LogIndex(e.index),
             kind,
             data: e.data,
+        })
+    }
+}
+
+fn raw_ids(ids: &[NodeId]) -> Vec<u64> {
+    ids.iter().map(|v| v.get()).collect()
+}
+
+/// Node ids from the wire, sorted and each once (the order [`ConfState`] keeps).
+fn node_ids(raw: Vec<u64>) -> Vec<NodeId> {
+    sorted(raw.into_iter().map(NodeId))
+}
+
+// ---- configuration changes ----
+
+const TRANSITION_AUTO: u32 = 0;
+const TRANSITION_JOINT_IMPLICIT: u32 = 1;
+const TRANSITION_JOINT_EXPLICIT: u32 = 2;
+const CHANGE_ADD_VOTER: u32 = 0;
+const CHANGE_ADD_LEARNER: u32 = 1;
+const CHANGE_REMOVE_NODE: u32 = 2;
+
+impl ConfChange {
+    /// The payload of an [`EntryKind::ConfChange`] entry.
+    pub fn encode(&self) -> Bytes {
+        let pb = PbConfChange {
+            transition: match self.transition {
+                ConfChangeTransition::Auto => TRANSITION_AUTO,
+                ConfChangeTransition::JointImplicit => TRANSITION_JOINT_IMPLICIT,
+                ConfChangeTransition::JointExplicit => TRANSITION_JOINT_EXPLICIT,
+            },
+            changes: self
+                .changes
+                .iter()
+                .map(|c| PbConfChangeSingle {
+                    kind: match c {
+                        ConfChangeSingle::AddVoter(_) => CHANGE_ADD_VOTER,
+                        ConfChangeSingle::AddLearner(_) => CHANGE_ADD_LEARNER,
+                        ConfChangeSingle::RemoveNode(_) => CHANGE_REMOVE_NODE,
+                    },
+                    node: c.node().get(),
+                })
+                .collect(),
+            context: self.context.clone(),
+        };
+        pb.encode_to_vec().into()
+    }
+
+    /// Decodes the payload of an [`EntryKind::ConfChange`] entry. Never panics: malformed
+    /// bytes, an unknown transition or operation and node id 0 are errors.
+    pub fn decode(buf: impl Buf) -> Result<ConfChange, WireError> {
+        let pb = PbConfChange::decode(buf)?;
+        let transition = match pb.transition {
+            TRANSITION_AUTO => ConfChangeTransition::Auto,
+            TRANSITION_JOINT_IMPLICIT => ConfChangeTransition::JointImplicit,
+            TRANSITION_JOINT_EXPLICIT => ConfChangeTransition::JointExplicit,
+            _ => return Err(WireError::InvalidConfChange("unknown transition")),
+        };
+        let changes = pb
+            .changes
+            .into_iter()
+            .map(|c| {
+                if c.node == 0 {
+                    return Err(WireError::InvalidConfChange("node id 0"));
+                }
+                let id = NodeId(c.node);
+                Ok(match c.kind {
+                    CHANGE_ADD_VOTER => ConfChangeSingle::AddVoter(id),
+                    CHANGE_ADD_LEARNER => ConfChangeSingle::AddLearner(id),
+                    CHANGE_REMOVE_NODE => ConfChangeSingle::RemoveNode(id),
+                    _ => return Err(WireError::InvalidConfChange("unknown operation")),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ConfChange {
+            transition,
+            changes,
+            context: pb.context,
         })
     }
 }

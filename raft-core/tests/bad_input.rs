@@ -1,7 +1,8 @@
 //! Hostile and nonsensical input to one node: messages with any sender, recipient, term,
 //! index and body, interleaved with ticks, proposals, reads, readies, (delayed) persistence,
-//! applies and restarts. The node must never panic, must answer bad messages with a typed
-//! error, and its local invariants must hold after every input.
+//! applies and restarts — and configuration changes, proposed or carried by appends (valid
+//! ones, and payloads that do not decode). The node must never panic, must answer bad
+//! messages with a typed error, and its local invariants must hold after every input.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -9,14 +10,33 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use raft_core::{
-    AppendEntries, AppendEntriesResponse, ConfState, Config, ConflictHint, Entry, EntryKind, Error,
-    HardState, Heartbeat, HeartbeatResponse, LogIndex, MemStorage, Message, MessageBody, NodeId,
-    RawNode, ReadIndexRequest, ReadIndexResponse, Ready, RequestVote, RequestVoteResponse, Role,
-    Status, Storage, Term, wire,
+    AppendEntries, AppendEntriesResponse, ConfChange, ConfChangeSingle, ConfChangeTransition,
+    ConfState, Config, ConflictHint, Entry, EntryKind, Error, HardState, Heartbeat,
+    HeartbeatResponse, LogIndex, MemStorage, Message, MessageBody, NodeId, RawNode,
+    ReadIndexRequest, ReadIndexResponse, Ready, RequestVote, RequestVoteResponse, Role, Status,
+    Storage, Term, wire,
 };
 
 const ME: NodeId = NodeId(1);
-const PEERS: [NodeId; 2] = [NodeId(2), NodeId(3)];
+/// Every node a configuration change may name (4 is not a member at first).
+const NODES: [NodeId; 4] = [NodeId(1), NodeId(2), NodeId(3), NodeId(4)];
+
+/// The configuration changes the generator uses, by number.
+fn conf_change(k: u8) -> ConfChange {
+    use ConfChangeSingle::*;
+    match k % 9 {
+        0 => ConfChange::add_learner(NodeId(4)),
+        1 => ConfChange::add_voter(NodeId(4)),
+        2 => ConfChange::remove_node(NodeId(4)),
+        3 => ConfChange::remove_node(NodeId(3)),
+        4 => ConfChange::add_voter(NodeId(3)),
+        5 => ConfChange::new(vec![AddVoter(NodeId(4)), RemoveNode(NodeId(3))]),
+        6 => ConfChange::new(vec![AddLearner(NodeId(2))])
+            .with_transition(ConfChangeTransition::JointExplicit),
+        7 => ConfChange::leave_joint(),
+        _ => ConfChange::remove_node(ME),
+    }
+}
 
 fn store() -> MemStorage {
     MemStorage::new(ConfState::new([NodeId(1), NodeId(2), NodeId(3)]))
@@ -67,14 +87,15 @@ enum BodySpec {
     Append {
         prev: IdxSpec,
         prev_term: TermSpec,
-        entries: Vec<(EntryTerm, bool, u8)>,
+        entries: Vec<(EntryTerm, Shape, u8)>,
         /// Breaks consecutiveness: at entry `.0`, shift the index by `.1`.
         gap: Option<(Index, i8)>,
         commit: IdxSpec,
     },
     AppendResponse {
         index: IdxSpec,
-        reject: Option<(Option<TermSpec>, IdxSpec)>,
+        /// `(conflict term, hint index, needs_snapshot)`.
+        reject: Option<(Option<TermSpec>, IdxSpec, bool)>,
     },
     Heartbeat {
         commit: IdxSpec,
@@ -91,6 +112,17 @@ enum BodySpec {
         index: Option<IdxSpec>,
     },
     TimeoutNow,
+}
+
+/// What an entry carries.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Normal,
+    Noop,
+    /// A valid configuration change (see [`conf_change`]).
+    ConfChange,
+    /// An entry of kind ConfChange whose payload is not one.
+    BadConfChange,
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +142,8 @@ enum Action {
     /// Plausible answers to every message the node sent recently, oldest first.
     AnswerAll(bool),
     Propose(u8),
+    /// Proposes [`conf_change`] of this number.
+    ProposeConfChange(u8),
     ReadIndex(u8),
     Campaign,
     /// Leadership transfer to this node id.
@@ -162,7 +196,12 @@ fn body_spec() -> impl Strategy<Value = BodySpec> {
             4 => Just(EntryTerm::Msg),
             1 => term_spec().prop_map(EntryTerm::Spec),
         ],
-        any::<bool>(),
+        prop_oneof![
+            12 => Just(Shape::Normal),
+            6 => Just(Shape::Noop),
+            4 => Just(Shape::ConfChange),
+            1 => Just(Shape::BadConfChange),
+        ],
         any::<u8>(),
     );
     prop_oneof![
@@ -192,7 +231,11 @@ fn body_spec() -> impl Strategy<Value = BodySpec> {
             }),
         2 => (
             idx_spec(),
-            proptest::option::of((proptest::option::of(term_spec()), idx_spec()))
+            proptest::option::of((
+                proptest::option::of(term_spec()),
+                idx_spec(),
+                prop::bool::weighted(0.1),
+            ))
         )
             .prop_map(|(index, reject)| BodySpec::AppendResponse { index, reject }),
         2 => (idx_spec(), round()).prop_map(|(commit, round)| BodySpec::Heartbeat { commit, round }),
@@ -229,6 +272,7 @@ fn action() -> impl Strategy<Value = Action> {
         8 => (any::<Index>(), prop::bool::weighted(0.8)).prop_map(|(i, ok)| Action::Answer(i, ok)),
         6 => prop::bool::weighted(0.8).prop_map(Action::AnswerAll),
         4 => (1u8..4).prop_map(Action::Propose),
+        4 => any::<u8>().prop_map(Action::ProposeConfChange),
         2 => (0u8..4).prop_map(Action::ReadIndex),
         2 => Just(Action::Campaign),
         2 => prop_oneof![4 => 2u64..=3, 1 => Just(1u64), 1 => Just(4u64)].prop_map(Action::TransferLeader),
@@ -396,7 +440,7 @@ impl Harness {
                 let entries = entries
                     .iter()
                     .enumerate()
-                    .map(|(k, (et, noop, data))| {
+                    .map(|(k, (et, shape, data))| {
                         index = index.next();
                         if let Some((at, d)) = gap_at
                             && at == k
@@ -408,19 +452,23 @@ impl Harness {
                             EntryTerm::Msg => term,
                             EntryTerm::Spec(s) => self.term(s, index),
                         };
+                        let (kind, data) = match shape {
+                            Shape::Normal => (EntryKind::Normal, Bytes::from(vec![*data; 3])),
+                            Shape::Noop => (EntryKind::Noop, Bytes::new()),
+                            Shape::ConfChange => {
+                                (EntryKind::ConfChange, conf_change(*data).encode())
+                            }
+                            // Operation kind 7 does not exist.
+                            Shape::BadConfChange => (
+                                EntryKind::ConfChange,
+                                Bytes::from(vec![0x12, 0x04, 0x08, 0x07, 0x10, *data]),
+                            ),
+                        };
                         Entry {
                             term: t,
                             index,
-                            kind: if *noop {
-                                EntryKind::Noop
-                            } else {
-                                EntryKind::Normal
-                            },
-                            data: if *noop {
-                                Bytes::new()
-                            } else {
-                                Bytes::from(vec![*data; 3])
-                            },
+                            kind,
+                            data,
                         }
                     })
                     .collect();
@@ -434,11 +482,12 @@ impl Harness {
             BodySpec::AppendResponse { index, reject } => {
                 MessageBody::AppendEntriesResponse(AppendEntriesResponse {
                     index: self.idx(index),
-                    reject: reject.as_ref().map(|(t, i)| {
+                    reject: reject.as_ref().map(|(t, i, needs_snapshot)| {
                         let index = self.idx(i);
                         ConflictHint {
                             term: t.as_ref().map(|t| self.term(t, index)),
                             index,
+                            needs_snapshot: *needs_snapshot,
                         }
                     }),
                 })
@@ -489,6 +538,7 @@ impl Harness {
                         reject: Some(ConflictHint {
                             term: None,
                             index: LogIndex(1).max(a.prev_log_index.prev()),
+                            needs_snapshot: false,
                         }),
                     }
                 })
@@ -562,6 +612,38 @@ impl Harness {
                 }
                 self.check();
             }
+            Action::ProposeConfChange(k) => {
+                let cc = conf_change(*k);
+                let before = self.node.conf_state().clone();
+                let leader = self.last.role == Role::Leader;
+                match self.node.propose_conf_change(cc.clone()) {
+                    Ok((index, term)) => {
+                        assert!(leader && self.last.transferring.is_none());
+                        assert_eq!((index, term), (self.last.last_index.next(), self.last.term));
+                        assert_eq!(
+                            self.node.conf_state(),
+                            &before.apply_change(&cc).expect("accepted a valid change")
+                        );
+                        self.saw("conf change proposed");
+                    }
+                    Err(Error::NotLeader { .. }) => assert!(!leader),
+                    Err(Error::TransferInProgress { to }) => {
+                        assert_eq!(self.last.transferring, Some(to));
+                    }
+                    Err(Error::ConfChangePending { index }) => {
+                        assert!(leader);
+                        assert!(self.last.applied < index, "{index} is applied");
+                        self.saw("conf change pending");
+                    }
+                    Err(Error::InvalidConfChange(e)) => {
+                        assert!(leader);
+                        assert_eq!(before.apply_change(&cc), Err(e));
+                        self.saw("conf change invalid");
+                    }
+                    Err(e) => panic!("unexpected error from propose_conf_change: {e}"),
+                }
+                self.check();
+            }
             Action::ReadIndex(ctx) => {
                 let ctx = Bytes::from(vec![*ctx]);
                 match self.node.read_index(ctx.clone()) {
@@ -580,13 +662,18 @@ impl Harness {
                 match r {
                     Ok(()) => {
                         assert_eq!(self.last.role, Role::Leader);
-                        assert!(PEERS.contains(&to), "transfer to {to} accepted");
+                        assert!(
+                            self.node.conf_state().voters.contains(&to),
+                            "transfer to {to} accepted"
+                        );
                         assert_eq!(self.node.status().transferring, Some(to));
                         self.saw("transfer started");
                     }
                     Err(Error::NotLeader { .. }) => assert_ne!(self.last.role, Role::Leader),
                     Err(Error::TransferToSelf) => assert_eq!(to, ME),
-                    Err(Error::UnknownPeer(p)) => assert!(p == to && !PEERS.contains(&to)),
+                    Err(Error::UnknownPeer(p)) => {
+                        assert!(p == to && !self.node.conf_state().voters.contains(&to));
+                    }
                     Err(e) => panic!("unexpected error from transfer_leader: {e}"),
                 }
                 self.check();
@@ -620,10 +707,22 @@ impl Harness {
     fn step(&mut self, m: Message) {
         let (to, from) = (m.to, m.from);
         let zero_term = m.term == Term(0);
+        let conf_before = self.node.conf_state().clone();
         match self.node.step(m) {
             Ok(()) => {
                 assert_eq!(to, ME, "accepted a message for {to}");
-                assert!(PEERS.contains(&from), "accepted a message from {from}");
+                assert!(
+                    !from.is_none() && from != ME,
+                    "accepted a message from {from}"
+                );
+                // Nodes outside the configuration are heard too: a leader may have been added
+                // by entries this node has not received yet.
+                if !conf_before.contains(from) {
+                    self.saw("message from an outsider accepted");
+                }
+                if self.node.conf_state() != &conf_before {
+                    self.saw("configuration changed by an append");
+                }
             }
             Err(e) => {
                 let kind = match &e {
@@ -631,11 +730,12 @@ impl Harness {
                         assert_eq!((*t, *me), (to, ME));
                         "WrongRecipient"
                     }
-                    Error::UnknownPeer(p) => {
-                        assert_eq!(*p, from);
-                        "UnknownPeer"
+                    Error::MalformedMessage { reason, .. } => {
+                        if *reason == "undecodable configuration change" {
+                            self.saw("undecodable configuration change refused");
+                        }
+                        "MalformedMessage"
                     }
-                    Error::MalformedMessage { .. } => "MalformedMessage",
                     Error::CommittedConflict { .. } => "CommittedConflict",
                     other => panic!("unexpected error from step: {other}"),
                 };
@@ -676,9 +776,16 @@ impl Harness {
                 st.vote, st.term
             );
         }
+        let conf = self.node.conf_state().clone();
+        assert_eq!(conf.check(), Ok(()), "{conf:?}");
         if st.role == Role::Leader {
             assert_eq!((st.leader, st.vote), (ME, ME), "a leader voted for itself");
-            assert_eq!(st.peers.len(), 3);
+            // It replicates to every member (and maybe to nodes whose removal is committing).
+            let peers: Vec<NodeId> = st.peers.iter().map(|p| p.id).collect();
+            for m in conf.members() {
+                assert!(peers.contains(&m), "no progress for member {m}: {peers:?}");
+            }
+            assert!(peers.iter().all(|p| NODES.contains(p)), "{peers:?}");
             for p in &st.peers {
                 assert!(p.matched < p.next, "{p:?}");
                 le(p.matched, st.last_index, "match index beyond last index");
@@ -690,7 +797,13 @@ impl Harness {
             assert_eq!(st.transferring, None, "a transfer outlives leadership");
         }
         if let Some(t) = st.transferring {
-            assert!(PEERS.contains(&t), "transfer to {t}");
+            assert!(conf.voters.contains(&t), "transfer to {t}");
+        }
+        if matches!(st.role, Role::Candidate | Role::PreCandidate) {
+            assert!(conf.is_voter(ME), "a non-voter campaigns: {conf:?}");
+        }
+        if conf.is_joint() {
+            self.saw("joint configuration");
         }
         if st.role == Role::Leader && prev.role != Role::Leader {
             self.saw("became leader");
@@ -739,12 +852,16 @@ impl Harness {
                     && rd.messages.is_empty()
                     && rd.committed_entries.is_empty()
                     && rd.read_states.is_empty()
-                    && rd.failed_reads.is_empty(),
+                    && rd.failed_reads.is_empty()
+                    && rd.conf_state.is_none(),
                 "has_ready() was false but the ready has effects: {rd:?}"
             );
         }
         if let Some(ss) = rd.soft_state {
             assert_eq!((ss.role, ss.leader), (st.role, st.leader));
+        }
+        if let Some(cs) = &rd.conf_state {
+            assert_eq!(cs, self.node.conf_state());
         }
         let hs = HardState {
             term: st.term,
@@ -833,7 +950,18 @@ impl Harness {
 
     fn check_outgoing(&mut self, m: &Message, st: &Status) {
         assert_eq!(m.from, ME);
-        assert!(PEERS.contains(&m.to), "message to {}", m.to);
+        assert!(!m.to.is_none() && m.to != ME, "message to {}", m.to);
+        // Only answers, and reads forwarded to a leader it followed, go to nodes outside
+        // every configuration.
+        let answer = matches!(
+            m.body,
+            MessageBody::AppendEntriesResponse(_)
+                | MessageBody::RequestVoteResponse(_)
+                | MessageBody::HeartbeatResponse(_)
+                | MessageBody::ReadIndexResponse(_)
+                | MessageBody::ReadIndex(_)
+        );
+        assert!(answer || NODES.contains(&m.to), "{m:?}");
         assert_ne!(m.term, Term(0), "{m:?}");
         let pre_vote_related = matches!(
             m.body,
@@ -994,7 +1122,7 @@ fn generator_reaches_the_interesting_cases() {
     let mut seen = BTreeMap::new();
     for _ in 0..64 {
         let cfg = config().new_tree(&mut runner).unwrap().current();
-        let actions = proptest::collection::vec(action(), 100);
+        let actions = proptest::collection::vec(action(), 200);
         let actions = actions.new_tree(&mut runner).unwrap().current();
         let mut h = Harness::new(cfg);
         for a in &actions {
@@ -1006,8 +1134,13 @@ fn generator_reaches_the_interesting_cases() {
     }
     for what in [
         "WrongRecipient",
-        "UnknownPeer",
+        "message from an outsider accepted",
         "MalformedMessage",
+        "undecodable configuration change refused",
+        "configuration changed by an append",
+        "conf change proposed",
+        "conf change pending",
+        "joint configuration",
         "became leader",
         "leader commit",
         "follower commit",
@@ -1089,15 +1222,50 @@ fn message_for_another_node_is_wrong_recipient() {
     assert!(!node.has_ready(), "a refused message has no effect");
 }
 
+/// A leader outside this node's configuration is followed: it may have been added by entries
+/// this node has not received yet, and those entries come from it. (Only a voter of the
+/// node's own configuration is ever asked for votes or replicated to by it.)
 #[test]
-fn message_from_unknown_node_is_unknown_peer() {
+fn message_from_a_node_outside_the_configuration_is_heard() {
     let mut node = node_at(2, true);
-    // Even with a higher term: an outsider must not move the node's term.
-    let err = node
-        .step(append_from(9, 50, (0, 0), Vec::new()))
-        .unwrap_err();
-    assert!(matches!(err, Error::UnknownPeer(NodeId(9))), "{err}");
-    assert_eq!(node.status().term, Term(2));
+    let add_9 = Entry {
+        term: Term(5),
+        index: LogIndex(1),
+        kind: EntryKind::ConfChange,
+        data: ConfChange::add_voter(NodeId(9)).encode(),
+    };
+    node.step(append_from(9, 5, (0, 0), vec![add_9])).unwrap();
+    let st = node.status();
+    assert_eq!((st.term, st.leader), (Term(5), NodeId(9)));
+    assert!(node.conf_state().voters.contains(&NodeId(9)));
+    let rd = drive(&mut node);
+    assert_eq!(rd.conf_state.as_ref(), Some(node.conf_state()));
+}
+
+/// A configuration-change entry whose payload does not decode makes the whole append
+/// malformed: nothing of it is taken.
+#[test]
+fn undecodable_conf_change_entry_is_malformed() {
+    let mut node = node_at(2, true);
+    let bad = Entry {
+        term: Term(2),
+        index: LogIndex(2),
+        kind: EntryKind::ConfChange,
+        data: Bytes::from_static(&[0xff, 0xff]),
+    };
+    let entries = vec![Entry::new(Term(2), LogIndex(1), &b"a"[..]), bad];
+    let err = node.step(append_from(2, 2, (0, 0), entries)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MalformedMessage {
+                reason: "undecodable configuration change",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(node.status().last_index, LogIndex(0));
     assert!(!node.has_ready());
 }
 
@@ -1277,6 +1445,7 @@ fn bogus_rejection_does_not_move_next_past_the_log() {
     let hint = ConflictHint {
         term: None,
         index: LogIndex(3),
+        needs_snapshot: false,
     };
     node.step(ack(3, Some(hint))).unwrap();
     let st = node.status();

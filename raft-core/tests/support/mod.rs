@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId, Role,
-    Term,
+    ConfChange, ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody,
+    NodeId, Role, Term,
 };
 
 pub use checker::Checker;
@@ -105,6 +105,25 @@ impl Net {
             trace: None,
             drop_filter: None,
         }
+    }
+
+    /// Adds node `id` waiting to join: no configuration, an empty log.
+    pub fn add_joining(&mut self, id: u64, cfg: Config) {
+        let node = SimNode::new(cfg, MemStorage::new(ConfState::default()));
+        self.nodes.insert(NodeId(id), node);
+    }
+
+    /// Asks `id` to propose a configuration change.
+    pub fn conf_change(&mut self, id: u64, cc: ConfChange) -> raft_core::Result<(LogIndex, Term)> {
+        let raw = self.node(id).raw.as_mut().expect("node is up");
+        let r = raw.propose_conf_change(cc);
+        self.settle(NodeId(id));
+        r
+    }
+
+    /// Node `id`'s configuration.
+    pub fn conf(&mut self, id: u64) -> ConfState {
+        self.node(id).raw().conf_state().clone()
     }
 
     pub fn node(&mut self, id: u64) -> &mut SimNode {
@@ -360,6 +379,9 @@ pub fn describe(m: &Message) -> String {
         ),
         AppendEntriesResponse(r) => match r.reject {
             None => format!("AppResp ok index={}", r.index),
+            Some(h) if h.needs_snapshot => {
+                format!("AppResp reject index={} needs snapshot", r.index)
+            }
             Some(h) => format!(
                 "AppResp reject index={} hint={}/{}",
                 r.index,
@@ -367,6 +389,7 @@ pub fn describe(m: &Message) -> String {
                 h.index
             ),
         },
+        InstallSnapshot(s) => format!("Snapshot index={}/{}", s.meta.index, s.meta.term),
         Heartbeat(h) => format!("Heartbeat commit={} round={}", h.commit, h.read_round),
         HeartbeatResponse(h) => format!("HeartbeatResp round={}", h.read_round),
         ReadIndex(_) => "ReadIndex".to_string(),

@@ -212,11 +212,14 @@ impl SimNode {
             if let Some(at) = rd.snapshot_due {
                 // Take a snapshot at the applied index and compact below it. Applied entries
                 // are durable, so the store holds them.
+                let conf_state = raw
+                    .conf_state_at(at)
+                    .expect("the configuration at the applied index is known");
                 let store = raw.store_mut();
                 let meta = SnapshotMeta {
                     index: at,
                     term: store.term(at).expect("applied entries are durable"),
-                    conf_state: store.initial_state().unwrap().conf_state,
+                    conf_state,
                 };
                 store.set_snapshot(meta.clone());
                 let upto = LogIndex(at.get().saturating_sub(KEEP_TRAILING));
