@@ -88,10 +88,45 @@ struct CompactionRecord {
     term: u64,
 }
 
+/// A configuration. Fields 2-5 arrived with membership changes; a record written before
+/// them decodes as a plain configuration of its voters.
 #[derive(Clone, PartialEq, Message)]
 struct ConfStateRecord {
     #[prost(uint64, repeated, tag = "1")]
     voters: Vec<u64>,
+    #[prost(uint64, repeated, tag = "2")]
+    voters_outgoing: Vec<u64>,
+    #[prost(uint64, repeated, tag = "3")]
+    learners: Vec<u64>,
+    #[prost(uint64, repeated, tag = "4")]
+    learners_next: Vec<u64>,
+    #[prost(bool, tag = "5")]
+    auto_leave: bool,
+}
+
+impl ConfStateRecord {
+    fn new(cs: &ConfState) -> Self {
+        let raw = |ids: &[NodeId]| ids.iter().map(|v| v.get()).collect();
+        ConfStateRecord {
+            voters: raw(&cs.voters),
+            voters_outgoing: raw(&cs.voters_outgoing),
+            learners: raw(&cs.learners),
+            learners_next: raw(&cs.learners_next),
+            auto_leave: cs.auto_leave,
+        }
+    }
+
+    fn into_conf_state(self) -> Result<ConfState, String> {
+        let ids = |raw: Vec<u64>| ConfState::new(raw.into_iter().map(NodeId)).voters;
+        let mut cs = ConfState::new(self.voters.into_iter().map(NodeId));
+        cs.voters_outgoing = ids(self.voters_outgoing);
+        cs.learners = ids(self.learners);
+        cs.learners_next = ids(self.learners_next);
+        cs.auto_leave = self.auto_leave;
+        cs.check()
+            .map_err(|e| format!("inconsistent configuration: {e}"))?;
+        Ok(cs)
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -104,6 +139,7 @@ fn kind_code(kind: EntryKind) -> Option<u32> {
     match kind {
         EntryKind::Normal => Some(0),
         EntryKind::Noop => Some(1),
+        EntryKind::ConfChange => Some(2),
         // EntryKind is non_exhaustive: a new kind needs a code here before it can be stored.
         _ => None,
     }
@@ -135,6 +171,7 @@ pub(crate) fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry, String> {
     let kind = match rec.kind {
         0 => EntryKind::Normal,
         1 => EntryKind::Noop,
+        2 => EntryKind::ConfChange,
         k => return Err(format!("unknown entry kind {k}")),
     };
     let mut entry = Entry::new(Term(rec.term), want, rec.data);
@@ -176,18 +213,17 @@ pub(crate) fn decode_compaction(value: &[u8]) -> Result<(LogIndex, Term), String
 }
 
 pub(crate) fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
-    let rec = ConfStateRecord {
-        voters: cs.voters.iter().map(|v| v.get()).collect(),
-    };
-    seal(KEY_CONF_STATE, rec.encode_to_vec())
+    seal(KEY_CONF_STATE, ConfStateRecord::new(cs).encode_to_vec())
 }
 
 pub(crate) fn decode_conf_state(value: &[u8]) -> Result<ConfState, String> {
-    let rec = ConfStateRecord::decode(unseal(KEY_CONF_STATE, value)?)
-        .map_err(|e| format!("undecodable configuration: {e}"))?;
-    Ok(ConfState::new(rec.voters.into_iter().map(NodeId)))
+    ConfStateRecord::decode(unseal(KEY_CONF_STATE, value)?)
+        .map_err(|e| format!("undecodable configuration: {e}"))?
+        .into_conf_state()
 }
 
+/// A snapshot's metadata. Its configuration's voters are field 3 (as before membership
+/// changes); the rest of the configuration is field 4, absent in older records.
 #[derive(Clone, PartialEq, Message)]
 struct SnapshotRecord {
     #[prost(uint64, tag = "1")]
@@ -196,13 +232,20 @@ struct SnapshotRecord {
     term: u64,
     #[prost(uint64, repeated, tag = "3")]
     voters: Vec<u64>,
+    /// The configuration minus `voters` (left empty there).
+    #[prost(message, optional, tag = "4")]
+    conf_rest: Option<ConfStateRecord>,
 }
 
 pub(crate) fn encode_snapshot(meta: &SnapshotMeta) -> Vec<u8> {
+    let mut rest = ConfStateRecord::new(&meta.conf_state);
+    let voters = std::mem::take(&mut rest.voters);
     let rec = SnapshotRecord {
         index: meta.index.get(),
         term: meta.term.get(),
-        voters: meta.conf_state.voters.iter().map(|v| v.get()).collect(),
+        voters,
+        // A plain configuration is written exactly as before.
+        conf_rest: (rest != ConfStateRecord::default()).then_some(rest),
     };
     seal(KEY_SNAPSHOT, rec.encode_to_vec())
 }
@@ -210,10 +253,12 @@ pub(crate) fn encode_snapshot(meta: &SnapshotMeta) -> Vec<u8> {
 pub(crate) fn decode_snapshot(value: &[u8]) -> Result<SnapshotMeta, String> {
     let rec = SnapshotRecord::decode(unseal(KEY_SNAPSHOT, value)?)
         .map_err(|e| format!("undecodable snapshot record: {e}"))?;
+    let mut conf = rec.conf_rest.unwrap_or_default();
+    conf.voters = rec.voters;
     Ok(SnapshotMeta {
         index: LogIndex(rec.index),
         term: Term(rec.term),
-        conf_state: ConfState::new(rec.voters.into_iter().map(NodeId)),
+        conf_state: conf.into_conf_state()?,
     })
 }
 
@@ -284,5 +329,65 @@ mod tests {
         let cs = ConfState::new([NodeId(1), NodeId(3)]);
         assert_eq!(decode_conf_state(&encode_conf_state(&cs)).unwrap(), cs);
         assert_eq!(decode_format(&encode_format()).unwrap(), FORMAT_VERSION);
+    }
+
+    /// A joint configuration with learners, as membership changes make them.
+    fn joint() -> ConfState {
+        let mut cs = ConfState::with_learners([NodeId(1), NodeId(2), NodeId(4)], [NodeId(5)]);
+        cs.voters_outgoing = vec![NodeId(1), NodeId(2), NodeId(3)];
+        cs.learners_next = vec![NodeId(3)];
+        cs.auto_leave = true;
+        cs
+    }
+
+    #[test]
+    fn membership_records_round_trip() {
+        let cs = joint();
+        assert_eq!(decode_conf_state(&encode_conf_state(&cs)).unwrap(), cs);
+        let meta = SnapshotMeta {
+            index: LogIndex(40),
+            term: Term(3),
+            conf_state: cs,
+        };
+        assert_eq!(decode_snapshot(&encode_snapshot(&meta)).unwrap(), meta);
+        let mut e = Entry::new(
+            Term(2),
+            LogIndex(7),
+            raft_core::ConfChange::leave_joint().encode(),
+        );
+        e.kind = EntryKind::ConfChange;
+        let value = encode_entry(&e).unwrap();
+        assert_eq!(decode_entry(&entry_key(e.index), &value).unwrap(), e);
+    }
+
+    /// Records written before membership changes existed still decode, and a plain
+    /// configuration is still written in exactly those bytes.
+    #[test]
+    fn records_from_before_membership_changes_decode() {
+        // ConfState { voters: [1, 3] } as written by the first format: field 1, packed.
+        let old_conf = seal(KEY_CONF_STATE, vec![0x0a, 0x02, 0x01, 0x03]);
+        let cs = ConfState::new([NodeId(1), NodeId(3)]);
+        assert_eq!(decode_conf_state(&old_conf).unwrap(), cs);
+        assert_eq!(encode_conf_state(&cs), old_conf);
+        // Snapshot { index: 9, term: 2, voters: [1, 2] }.
+        let old_snap = seal(
+            KEY_SNAPSHOT,
+            vec![0x08, 0x09, 0x10, 0x02, 0x1a, 0x02, 0x01, 0x02],
+        );
+        let meta = SnapshotMeta {
+            index: LogIndex(9),
+            term: Term(2),
+            conf_state: ConfState::new([NodeId(1), NodeId(2)]),
+        };
+        assert_eq!(decode_snapshot(&old_snap).unwrap(), meta);
+        assert_eq!(encode_snapshot(&meta), old_snap);
+    }
+
+    #[test]
+    fn inconsistent_configuration_is_an_error() {
+        // Node 1 both voter and learner.
+        let bad = seal(KEY_CONF_STATE, vec![0x0a, 0x01, 0x01, 0x1a, 0x01, 0x01]);
+        let err = decode_conf_state(&bad).unwrap_err();
+        assert!(err.contains("inconsistent configuration"), "{err}");
     }
 }

@@ -26,6 +26,9 @@ type CompactDone = Box<dyn FnOnce(Result<Option<LogIndex>, LogError>) + Send>;
 /// Below this many entries a truncation deletes keys one by one; above, one range tombstone.
 const POINT_DELETE_MAX: u64 = 64;
 
+// A write is large (its configuration grew with membership changes) but moves only into the
+// queue and out again: not worth an allocation per write.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Op {
     Write {
         write: LogWrite,

@@ -54,6 +54,7 @@ fn payload(index: u64, term: u64) -> Vec<u8> {
     (0..len).map(|k| (index ^ (term << 3) ^ k) as u8).collect()
 }
 
+#[allow(clippy::large_enum_variant)] // a test's script of operations: size does not matter
 enum Op {
     Write(LogWrite),
     Compact(LogIndex),
