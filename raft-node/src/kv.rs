@@ -154,8 +154,15 @@ impl KvStore {
         };
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            if e.kind == EntryKind::Noop || e.data.is_empty() {
-                continue;
+            match e.kind {
+                EntryKind::Normal if !e.data.is_empty() => {}
+                // A membership change is the protocol's, in effect since it reached the log:
+                // nothing to apply, but whoever proposed it waits for it to be applied.
+                EntryKind::ConfChange => {
+                    out.push((e.index, e.term, Outcome::Ok));
+                    continue;
+                }
+                _ => continue,
             }
             let outcome = match Command::decode(&e.data) {
                 Ok(cmd) => tx.run(cmd)?,
