@@ -39,4 +39,6 @@
 
 pub mod chaos;
 pub mod checker;
+pub mod ctl;
 pub mod resp;
+pub mod table;

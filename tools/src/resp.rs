@@ -161,12 +161,38 @@ fn number(body: &[u8]) -> Result<i64, ProtocolError> {
         .ok_or_else(|| ProtocolError(format!("not a number: {:?}", String::from_utf8_lossy(body))))
 }
 
+/// Resolves `HOST:PORT` (a name or an IP) to its first socket address.
+pub async fn resolve(addr: &str) -> Result<SocketAddr, std::io::Error> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address"))
+}
+
+/// An I/O error as a person reads it: "connection refused", not "Connection refused (os
+/// error 111)".
+pub fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Why a request on a [`Connection`] got no reply.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// Connecting, writing or reading failed.
-    #[error("{0}")]
+    #[error("{}", io_reason(.0))]
     Io(#[from] std::io::Error),
     /// The server closed the connection before a whole reply arrived.
     #[error("connection closed by the server")]
@@ -199,7 +225,13 @@ impl Connection {
 
     /// Sends one command.
     pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<(), ClientError> {
-        self.stream.write_all(&encode_command(args)).await?;
+        self.send_encoded(&encode_command(args)).await
+    }
+
+    /// Sends commands already encoded with [`encode_command`], several back to back for a
+    /// pipeline: one write, then one [`Connection::read_reply`] per command.
+    pub async fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await?;
         Ok(())
     }
 
@@ -210,7 +242,8 @@ impl Connection {
                 self.buf.drain(..used);
                 return Ok(reply);
             }
-            let mut chunk = [0u8; 4096];
+            // 16 KiB: a pipeline's replies mostly arrive in one read.
+            let mut chunk = [0u8; 16 * 1024];
             let n = self.stream.read(&mut chunk).await?;
             if n == 0 {
                 return Err(ClientError::Closed);
@@ -309,6 +342,13 @@ mod tests {
         }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(parse_reply(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn io_errors_read_well() {
+        let e = std::io::Error::from_raw_os_error(111);
+        assert_eq!(io_reason(&e), "connection refused");
+        assert_eq!(ClientError::Io(e).to_string(), "connection refused");
     }
 
     #[test]
