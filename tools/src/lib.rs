@@ -37,8 +37,11 @@
 //! Still to come, with the tools issue: `raftctl` (administration) and `raft-bench` (load
 //! generation), on [`resp`].
 
+pub mod bench;
 pub mod chaos;
 pub mod checker;
 pub mod ctl;
 pub mod resp;
 pub mod table;
+
+mod interrupt;

@@ -108,6 +108,7 @@ pub struct Cluster {
     peers: String,
     node_args: Vec<String>,
     nodes: Vec<Node>,
+    fault_injection: bool,
 }
 
 impl Cluster {
@@ -159,7 +160,15 @@ impl Cluster {
             peers,
             node_args,
             nodes,
+            fault_injection: true,
         })
+    }
+
+    /// Whether the nodes start with `--enable-fault-injection` (the RAFT.FAULT hook the
+    /// nemesis partitions with); on by default, off for a cluster that is only measured.
+    pub fn with_fault_injection(mut self, on: bool) -> Cluster {
+        self.fault_injection = on;
+        self
     }
 
     /// The nodes, by id order.
@@ -210,7 +219,7 @@ impl Cluster {
             .args(["--peers", &self.peers])
             .arg("--certs")
             .arg(&self.certs)
-            .arg("--enable-fault-injection")
+            .args(self.fault_injection.then_some("--enable-fault-injection"))
             .args(&self.node_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -399,6 +408,16 @@ async fn reap(mut child: Child, within: Duration) -> Option<ExitStatus> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// `raft-node` next to this executable (cargo puts every binary of a workspace in one
+/// directory), else `raft-node` from PATH.
+pub fn default_node_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("raft-node")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("raft-node"))
 }
 
 /// `field:value` lines as a map.

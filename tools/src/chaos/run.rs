@@ -10,12 +10,13 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use super::Options;
-use super::cluster::{Cluster, ClusterError};
+use super::cluster::{Cluster, ClusterError, default_node_bin};
 use super::nemesis::{self, Log, Schedule};
 use super::recorder::Recorder;
 use super::rng::Rng;
 use super::workload::{self, Keys, ProcessIds, Workload};
 use crate::checker::{self, Budget, History, HistoryError, Report};
+use crate::interrupt::interrupted;
 
 /// How long healing (restarts, a leader, every node caught up) may take.
 const HEAL_DEADLINE: Duration = Duration::from_secs(60);
@@ -406,22 +407,6 @@ async fn wait_leader(cluster: &Cluster, within: Duration) -> Result<u64, ChaosEr
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 fn clock_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -429,16 +414,6 @@ fn clock_seed() -> u64 {
         .unwrap_or(0);
     // Printed and typed back by people: keep it short.
     Rng::new(nanos ^ u64::from(std::process::id())).next_u64() % 1_000_000
-}
-
-/// `raft-node` next to this executable (cargo puts every binary of a workspace in one
-/// directory), else `raft-node` from PATH.
-fn default_node_bin() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("raft-node")))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("raft-node"))
 }
 
 /// `<target>/chaos/run-<time>-<seed>` when this executable is in a cargo target directory
