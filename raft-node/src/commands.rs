@@ -60,6 +60,7 @@ const COMMANDS: &[(&str, i32)] = &[
     ("raft.snapshot", 1),
     ("raft.transfer", 2),
     ("raft.fault", -2),
+    ("raft.member", -3),
 ];
 
 /// The command's canonical (static, lowercase) name and arity.
@@ -329,7 +330,10 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
             Err(e) => request_error(e),
         },
         "raft.info" => match node.status().await {
-            Ok(st) => Reply::Bulk(crate::info::raft_info(&st).into()),
+            Ok(st) => {
+                let conf = node.members.borrow().clone();
+                Reply::Bulk(crate::info::raft_info(&st, &conf).into())
+            }
             Err(e) => request_error(e),
         },
         "raft.snapshot" => match node.snapshot().await {
@@ -353,6 +357,7 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
                 Err(e) => Reply::err(format!("transfer failed: {e}")),
             }
         }
+        "raft.member" => member(node, a).await,
         "raft.fault" => {
             let args: Vec<&str> = a
                 .iter()
@@ -364,6 +369,54 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
             }
         }
         _ => unknown_command(&[Bytes::copy_from_slice(name.as_bytes())]),
+    }
+}
+
+/// `RAFT.MEMBER ADD <id> <raft-addr> [LEARNER] | PROMOTE <id> | REMOVE <id>`, on the leader;
+/// `+OK` once the change is applied here.
+async fn member(node: &NodeHandle, a: &[Bytes]) -> Reply {
+    use raft_core::{ConfChange, NodeId};
+    let text = |b: &Bytes| std::str::from_utf8(b).unwrap_or("").to_ascii_lowercase();
+    let id = match std::str::from_utf8(&a[1])
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok())
+    {
+        Some(id) if id != 0 => NodeId(id),
+        _ => return Reply::err("node id must be a positive integer"),
+    };
+    let cc = match (text(&a[0]).as_str(), &a[2..]) {
+        ("add", [addr, rest @ ..]) if rest.len() <= 1 => {
+            let Ok(addr) = std::str::from_utf8(addr)
+                .unwrap_or("")
+                .parse::<std::net::SocketAddr>()
+            else {
+                return Reply::err("the raft address must be HOST:PORT with an IP address");
+            };
+            let cc = match rest.first().map(text).as_deref() {
+                None => ConfChange::add_voter(id),
+                Some("learner") => ConfChange::add_learner(id),
+                Some(_) => return Reply::err("syntax error: ADD <id> <raft-addr> [LEARNER]"),
+            };
+            cc.with_context(addr.to_string())
+        }
+        ("promote", []) => ConfChange::add_voter(id),
+        ("remove", []) => ConfChange::remove_node(id),
+        _ => {
+            return Reply::err(
+                "syntax error: RAFT.MEMBER ADD <id> <raft-addr> [LEARNER] | PROMOTE <id> | REMOVE <id>",
+            );
+        }
+    };
+    let info = node.role();
+    if info.role != Role::Leader {
+        return Reply::err(format!(
+            "not the leader; send RAFT.MEMBER to node {}",
+            info.leader
+        ));
+    }
+    match node.change_membership(cc).await {
+        Ok(_) => Reply::ok(),
+        Err(e) => request_error(e),
     }
 }
 

@@ -104,6 +104,10 @@ pub struct NodeConfig {
     /// Answer `RAFT.FAULT` (drop traffic to and from chosen peers). For tests only, and
     /// refused unless the client address is a loopback one. Default false.
     pub enable_fault_injection: bool,
+    /// Start as a new member of an existing cluster: with an empty log and configuration,
+    /// waiting for the leader to add it (`RAFT.MEMBER ADD`); `peers` is then only where the
+    /// current members are. Ignored on a data dir that already holds a log.
+    pub join: bool,
 }
 
 impl Default for NodeConfig {
@@ -132,6 +136,7 @@ impl Default for NodeConfig {
             sync: true,
             worker_threads: 0,
             enable_fault_injection: false,
+            join: false,
         }
     }
 }

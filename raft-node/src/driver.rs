@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{
-    LogIndex, Message, MessageBody, NodeId, RawNode, Ready, Role, SnapshotMeta, Status, Storage,
+    ConfChange, ConfState, EntryKind, LogIndex, Message, MessageBody, NodeId, RawNode, Ready, Role,
+    SnapshotMeta, Status,
 };
 use raft_log::{LogStore, LogWrite};
 use raft_net_quic::{Messages, SendError, Transport};
@@ -41,6 +42,12 @@ pub(crate) enum Input {
     Transfer {
         to: NodeId,
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// A membership change, answered once applied like a write.
+    ConfChange {
+        cc: ConfChange,
+        reply: oneshot::Sender<Result<Outcome, RequestError>>,
+        proposed: Instant,
     },
 }
 
@@ -89,6 +96,9 @@ pub(crate) struct Driver {
     pub(crate) inputs: mpsc::Receiver<Input>,
     pub(crate) messages: Messages,
     pub(crate) role: watch::Sender<RoleInfo>,
+    /// The configuration in effect, for RAFT.INFO.
+    pub(crate) members: watch::Sender<ConfState>,
+    pub(crate) directory: crate::members::Directory,
     pub(crate) tick: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -244,6 +254,32 @@ impl Driver {
             Input::Snapshot { reply } => {
                 self.snapshot_waiters.push(reply);
                 self.start_snapshot();
+            }
+            Input::ConfChange {
+                cc,
+                reply,
+                proposed,
+            } => {
+                let desc = format!("{:?}", cc.changes);
+                match self.raw.propose_conf_change(cc) {
+                    Ok((index, term)) => {
+                        tracing::info!(node = %self.raft_id(), index = %index, changes = %desc, "membership change proposed");
+                        crate::apply::lock(&self.waiters).insert(
+                            index,
+                            Waiter {
+                                term,
+                                reply,
+                                proposed,
+                            },
+                        );
+                    }
+                    Err(raft_core::Error::NotLeader { leader }) => {
+                        let _ = reply.send(Err(RequestError::NotLeader { leader }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(RequestError::Remote(format!("ERR {e}"))));
+                    }
+                }
             }
             Input::Transfer { to, reply } => {
                 let result = self.raw.transfer_leader(to).map_err(|e| e.to_string());
@@ -409,16 +445,19 @@ impl Driver {
         if self.snapshotting {
             return;
         }
-        self.snapshotting = true;
-        let conf = match self.raw.store().initial_state() {
-            Ok(st) => st.conf_state,
-            Err(e) => {
-                let _ = self
-                    .events_tx
-                    .send(Event::SnapshotTaken(Err(e.to_string())));
-                return;
+        // The snapshot lands at whatever index the apply thread has reached, between the
+        // applied index acknowledged here and the last entry handed out. One membership change
+        // at most can be pending in that window: with none, the configuration there is the
+        // one in effect; with one, wait until it is applied.
+        let conf = self.raw.conf_state().clone();
+        if self.raw.conf_state_at(self.applied_acked).as_ref() != Some(&conf) {
+            tracing::debug!(node = %self.raft_id(), "snapshot postponed: a membership change is not applied yet");
+            for w in self.snapshot_waiters.drain(..) {
+                let _ = w.send(Err("a membership change is being applied; try again".into()));
             }
-        };
+            return;
+        }
+        self.snapshotting = true;
         self.snapshots.take(conf, self.events_tx.clone());
     }
 
@@ -458,6 +497,36 @@ impl Driver {
             if ss.role != Role::Leader {
                 self.sending.clear();
             }
+        }
+        // New members' addresses travel with the changes that add them: connect before the
+        // messages of this ready go out.
+        for e in rd
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::ConfChange)
+        {
+            if let Ok(cc) = ConfChange::decode(&e.data[..]) {
+                if let Some((id, addr)) = self.directory.learn(&cc) {
+                    if id != self.raft_id() {
+                        tracing::info!(node = %self.raft_id(), member = %id, addr = %addr, "member address learned");
+                        self.transport.set_peer(id, addr);
+                    }
+                }
+            }
+        }
+        if let Some(cs) = &rd.conf_state {
+            tracing::info!(node = %self.raft_id(), voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "configuration changed");
+            for id in cs
+                .voters
+                .iter()
+                .chain(&cs.voters_outgoing)
+                .chain(&cs.learners)
+            {
+                if *id != self.raft_id() && self.directory.get(*id).is_none() {
+                    tracing::warn!(node = %self.raft_id(), member = %id, "no address for a member: list it in --peers");
+                }
+            }
+            self.members.send_replace(cs.clone());
         }
         for m in rd.messages {
             self.send(m);

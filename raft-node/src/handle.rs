@@ -26,6 +26,8 @@ const MAX_RETRY_WAIT: Duration = Duration::from_millis(200);
 /// A cheap-to-clone handle on a running node for client requests.
 #[derive(Clone)]
 pub struct NodeHandle {
+    /// The configuration in effect.
+    pub(crate) members: watch::Receiver<raft_core::ConfState>,
     pub(crate) faults: Arc<crate::fault::Faults>,
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) role: watch::Receiver<RoleInfo>,
@@ -260,6 +262,29 @@ impl NodeHandle {
             .map_err(|_| "the node is shutting down".to_string())?;
         rx.await
             .map_err(|_| "the node is shutting down".to_string())?
+    }
+
+    /// Proposes a membership change on this node (the leader) and waits until it is
+    /// applied here.
+    pub(crate) async fn change_membership(
+        &self,
+        cc: raft_core::ConfChange,
+    ) -> Result<Outcome, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        let input = Input::ConfChange {
+            cc,
+            reply,
+            proposed: Instant::now(),
+        };
+        self.inputs
+            .send(input)
+            .await
+            .map_err(|_| RequestError::Stopping)?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(RequestError::StoppedUnknown),
+            Err(_) => Err(self.timeout_error()),
+        }
     }
 
     /// Moves the leadership to `to` (this node must lead) and waits until `to` leads, for at

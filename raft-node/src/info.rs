@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use raft_core::{ProgressState, Role, Status};
+use raft_core::{ConfState, ProgressState, Role, Status};
 
 use crate::handle::NodeHandle;
 
@@ -26,8 +26,9 @@ fn state_name(s: ProgressState) -> &'static str {
     }
 }
 
-/// `RAFT.INFO`: this node's Raft state and, on a leader, one line per peer.
-pub fn raft_info(st: &Status) -> String {
+/// `RAFT.INFO`: this node's Raft state, its configuration and, on a leader, one line per
+/// peer.
+pub fn raft_info(st: &Status, conf: &ConfState) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -43,6 +44,22 @@ pub fn raft_info(st: &Status) -> String {
         st.first_index,
         st.snapshot_index
     );
+    let ids = |v: &[raft_core::NodeId]| {
+        v.iter()
+            .map(|id| id.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let _ = write!(
+        s,
+        "voters:{}\r\nlearners:{}\r\n",
+        ids(&conf.voters),
+        ids(&conf.learners)
+    );
+    if !conf.voters_outgoing.is_empty() {
+        // Joint consensus (§6): decisions need a majority of both voter sets.
+        let _ = write!(s, "voters_outgoing:{}\r\n", ids(&conf.voters_outgoing));
+    }
     if let Some(to) = st.transferring {
         let _ = write!(s, "transferring_to:{to}\r\n");
     }
@@ -83,7 +100,7 @@ pub fn info(node: &NodeHandle, st: &Status, section: Option<&Bytes>) -> String {
     }
     if want("raft") {
         s.push_str("# Raft\r\n");
-        s.push_str(&raft_info(st));
+        s.push_str(&raft_info(st, &node.members.borrow()));
         s.push_str("\r\n");
     }
     if want("replication") {

@@ -41,6 +41,7 @@ mod forward;
 mod handle;
 mod info;
 pub mod kv;
+mod members;
 pub mod metrics;
 mod node;
 pub mod resp;

@@ -99,6 +99,10 @@ struct RunArgs {
     /// Answer RAFT.FAULT (network partitions for tests; loopback client address only).
     #[arg(long)]
     enable_fault_injection: bool,
+    /// Join an existing cluster: start empty and wait to be added with RAFT.MEMBER ADD;
+    /// --peers then lists where the current members are.
+    #[arg(long)]
+    join: bool,
 }
 
 impl RunArgs {
@@ -133,6 +137,9 @@ impl RunArgs {
         }
         if self.enable_fault_injection {
             c.enable_fault_injection = true;
+        }
+        if self.join {
+            c.join = true;
         }
         Ok(c)
     }

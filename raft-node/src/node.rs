@@ -72,39 +72,25 @@ impl Node {
                 .sync(cfg.sync)
                 .keep_trailing(cfg.keep_trailing),
         )?;
-        let mut conf = log.initial_state()?.conf_state;
         let wanted: BTreeSet<NodeId> = peers.keys().copied().collect();
-        if conf.voters.is_empty() {
+        let fresh = log.initial_state()?.conf_state.voters.is_empty()
+            && log.last_index()? == raft_core::LogIndex(0);
+        if fresh && cfg.join {
+            // Its configuration and log come from the leader once it is added (a snapshot
+            // first); until then it neither campaigns nor votes.
+            tracing::info!(node = %id, "joining: waiting to be added (RAFT.MEMBER ADD on the leader)");
+        } else if fresh {
             if wanted.is_empty() {
                 return Err(NodeError::Config(
-                    "a new node needs --peers (every member, this node included)".into(),
+                    "a new node needs --peers (every member, this node included), or --join".into(),
                 ));
             }
             // A new cluster: every member starts from the same membership.
-            conf = ConfState::new(wanted);
-            log.write(LogWrite::entries(Vec::new()).with_conf_state(conf.clone()))?;
-            tracing::info!(node = %id, members = ?peers.keys().collect::<Vec<_>>(), "new node initialized");
-        } else {
-            let have: BTreeSet<NodeId> = conf.voters.iter().copied().collect();
-            if !wanted.is_empty() && have != wanted {
-                tracing::warn!(node = %id, stored = ?have, flags = ?wanted, "--peers differs from the stored membership; the stored membership wins");
-            }
-            if !have.contains(&id) {
-                return Err(NodeError::Config(format!(
-                    "this data dir belongs to a cluster without node {id} (members {have:?})"
-                )));
-            }
+            let conf = ConfState::new(wanted.clone());
+            log.write(LogWrite::entries(Vec::new()).with_conf_state(conf))?;
+            tracing::info!(node = %id, members = ?wanted, "new node initialized");
         }
-        let missing: Vec<_> = conf
-            .voters
-            .iter()
-            .filter(|v| **v != id && !peers.contains_key(v))
-            .collect();
-        if !missing.is_empty() {
-            return Err(NodeError::Config(format!(
-                "no address for members {missing:?}: list them in --peers"
-            )));
-        }
+        let directory = crate::members::Directory::open(&cfg.data_dir, &peers)?;
 
         let snap_store = SnapshotStore::open(cfg.data_dir.join("snapshots"))?;
         let (kv, recovered) = KvStore::open(cfg.data_dir.join("kv"))?;
@@ -147,12 +133,39 @@ impl Node {
             .map_or(0, |d| d.as_nanos() as u64);
         let raw = RawNode::with_applied(&raft_cfg, log.clone(), applied)?;
         tracing::info!(node = %id, applied = %applied, last_index = %log.last_index()?, "storage opened");
+        // The configuration in effect is the newest in the log (membership changes included).
+        let conf = raw.conf_state().clone();
+        let members: BTreeSet<NodeId> = conf
+            .voters
+            .iter()
+            .chain(&conf.voters_outgoing)
+            .chain(&conf.learners)
+            .copied()
+            .collect();
+        if !fresh {
+            let voters: BTreeSet<NodeId> = conf.voters.iter().copied().collect();
+            if !cfg.join && !wanted.is_empty() && voters != wanted {
+                tracing::warn!(node = %id, stored = ?voters, flags = ?wanted, "--peers differs from the stored membership; the stored membership wins");
+            }
+            if !members.is_empty() && !members.contains(&id) {
+                tracing::warn!(node = %id, members = ?members, "this node is not a member of its configuration (removed?): it will not campaign");
+            }
+        }
+        let missing: Vec<_> = members
+            .iter()
+            .filter(|m| **m != id && directory.get(**m).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(NodeError::Config(format!(
+                "no address for members {missing:?}: list them in --peers"
+            )));
+        }
 
         let identity = TlsIdentity::load(&cfg.certs, id).map_err(|e| {
             NodeError::Config(format!("certificates in {}: {e}", cfg.certs.display()))
         })?;
         let mut tcfg = TransportConfig::new(id, cfg.raft_addr, identity);
-        for (&pid, &addr) in &peers {
+        for (pid, addr) in directory.iter() {
             if pid != id {
                 tcfg = tcfg.peer(pid, addr);
             }
@@ -170,6 +183,7 @@ impl Node {
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = watch::channel(applied);
         let (inputs_tx, inputs) = mpsc::channel(65_536);
+        let (members_tx, members_rx) = watch::channel(conf);
         let (role_tx, role_rx) = watch::channel(RoleInfo {
             id,
             role: raft_core::Role::Follower,
@@ -194,6 +208,7 @@ impl Node {
             tracing::warn!(node = %id, "fault injection enabled (RAFT.FAULT): for tests only");
         }
         let handle = NodeHandle {
+            members: members_rx,
             faults: faults.clone(),
             inputs: inputs_tx,
             role: role_rx,
@@ -205,6 +220,8 @@ impl Node {
             stopping: stop_rx.clone(),
         };
         let driver = Driver {
+            members: members_tx,
+            directory,
             faults: faults.clone(),
             raw,
             log: log.clone(),

@@ -35,6 +35,9 @@ pub struct Options {
     pub config_toml: Option<String>,
     /// Do not wait [`SETTLE`] after the start (see there).
     pub no_settle: bool,
+    /// Nodes prepared (ids after the `n` members: certificates, ports) but not started;
+    /// [`Cluster::join`] starts one with `--join`.
+    pub spares: u64,
 }
 
 /// How long [`Cluster::start_with`] waits after the nodes are up before handing the cluster
@@ -75,6 +78,9 @@ pub struct Cluster {
     config: Option<PathBuf>,
     args: Vec<String>,
     peers: String,
+    /// `peers` and the spares: what a joining node is given.
+    all_peers: String,
+    members: u64,
     pub nodes: Vec<NodeProc>,
 }
 
@@ -92,7 +98,8 @@ impl Cluster {
             .tempdir()
             .expect("temp dir");
         let certs = dir.path().join("certs");
-        let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let total = n + opts.spares;
+        let ids: Vec<String> = (1..=total).map(|i| i.to_string()).collect();
         let out = Command::new(BIN)
             .arg("certs")
             .arg("--out")
@@ -115,7 +122,7 @@ impl Cluster {
         let mut held_udp = Vec::new();
         let mut held_tcp = Vec::new();
         let mut nodes = Vec::new();
-        for id in 1..=n {
+        for id in 1..=total {
             let raft = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
             let client = TcpListener::bind("127.0.0.1:0").expect("free TCP port");
             let metrics = TcpListener::bind("127.0.0.1:0").expect("free TCP port");
@@ -134,11 +141,15 @@ impl Cluster {
         }
         drop(held_udp);
         drop(held_tcp);
-        let peers = nodes
-            .iter()
-            .map(|p| format!("{}=127.0.0.1:{}", p.id, p.raft_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers_of = |nodes: &[NodeProc]| {
+            nodes
+                .iter()
+                .map(|p| format!("{}=127.0.0.1:{}", p.id, p.raft_port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let peers = peers_of(&nodes[..n as usize]);
+        let all_peers = peers_of(&nodes);
         let mut cluster = Cluster {
             _serial: serial,
             dir: Some(dir),
@@ -146,6 +157,8 @@ impl Cluster {
             config,
             args: opts.args,
             peers,
+            all_peers,
+            members: n,
             nodes,
         };
         for id in 1..=n {
@@ -182,11 +195,27 @@ impl Cluster {
             .collect()
     }
 
+    /// Starts spare node `id` with `--join` (see [`Options::spares`]) and waits for its
+    /// client port; it waits to be added with RAFT.MEMBER ADD.
+    pub fn join(&mut self, id: u64) {
+        assert!(id > self.members, "node {id} is not a spare");
+        self.spawn(id);
+        self.wait_client_port(id);
+    }
+
     fn spawn(&mut self, id: u64) {
-        let peers = self.peers.clone();
+        let joining = id > self.members;
+        let peers = if joining {
+            self.all_peers.clone()
+        } else {
+            self.peers.clone()
+        };
+        let mut args = self.args.clone();
+        if joining {
+            args.push("--join".into());
+        }
         let certs = self.certs.clone();
         let config = self.config.clone();
-        let args = self.args.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new()
