@@ -36,7 +36,7 @@ impl<S: Storage> Raft<S> {
 
     fn can_campaign(&self) -> bool {
         // Learners, removed nodes and nodes waiting to join never campaign.
-        if !self.is_voter() {
+        if !self.may_campaign() {
             return false;
         }
         if self.term == Term(u64::MAX) {

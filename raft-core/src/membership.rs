@@ -32,12 +32,16 @@
 //! - a leader that is no longer a voter of its configuration keeps leading, without counting
 //!   itself, until that configuration is committed, then steps down (thesis §4.2.2).
 //!
-//! Everywhere: only a voter of its own configuration campaigns. Any node answers vote
-//! requests, learners and removed nodes included: the candidate's configuration decides whose
-//! votes count, and it may be newer than the voter's (a learner promoted by an entry it has
-//! not received yet must still be able to vote, or a cluster of three with one voter down
-//! could not elect a leader). Messages from nodes outside the configuration are accepted for
-//! the same reason (a leader added by an entry this node has not received yet).
+//! Everywhere: only a voter campaigns — of its latest configuration, or of the one it knows
+//! committed: a node removed by an entry it does not know committed still campaigns (thesis
+//! §4.2.2), since its log may be the one a new leader needs, and votes count only where they
+//! are a voter's; a learner, a node that knows its removal committed and a node waiting to
+//! join never do. Any node answers vote requests, learners and removed nodes included: the
+//! candidate's configuration decides whose votes count, and it may be newer than the voter's
+//! (a learner promoted by an entry it has not received yet must still be able to vote, or a
+//! cluster of three with one voter down could not elect a leader). Messages from nodes
+//! outside the configuration are accepted for the same reason (a leader added by an entry
+//! this node has not received yet).
 //!
 //! A node that joins a cluster starts with no configuration and an empty log. It refuses
 //! entries until it has a snapshot (its rejection says `needs_snapshot`), since it does not
@@ -181,6 +185,19 @@ impl<S: Storage> Raft<S> {
     /// Whether this node is a voter of its configuration (either half of a joint one).
     pub(crate) fn is_voter(&self) -> bool {
         self.conf_state.is_voter(self.id)
+    }
+
+    /// Whether this node may start an election: a voter of its configuration, or of the one
+    /// it knows committed. A node removed by an entry it does not know committed may be
+    /// needed to elect the leader that commits it — its log may be the longest (thesis
+    /// §4.2.2); its own vote counts only where it is a voter, and once it elected a leader
+    /// that commits the removal, that leader steps down.
+    pub(crate) fn may_campaign(&self) -> bool {
+        self.is_voter()
+            || self
+                .confs
+                .at(self.log.committed)
+                .is_some_and(|cs| cs.is_voter(self.id))
     }
 
     /// The voters to ask in an election, this node excluded.

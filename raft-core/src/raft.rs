@@ -287,7 +287,7 @@ impl<S: Storage> Raft<S> {
             }
             _ => {
                 self.election_elapsed = self.election_elapsed.saturating_add(1);
-                if self.election_elapsed >= self.randomized_timeout && self.is_voter() {
+                if self.election_elapsed >= self.randomized_timeout && self.may_campaign() {
                     self.election_elapsed = 0;
                     self.campaign();
                 }

@@ -1,8 +1,8 @@
 //! Membership changes (§6, Raft thesis chapter 4), one test per rule: configurations take
 //! effect when appended, joint configurations need both majorities, one change at a time,
 //! learners replicate without voting, a removed leader steps down once its removal is
-//! committed, a node that is not a voter never campaigns, and a joining node starts from a
-//! snapshot.
+//! committed, only voters campaign (a node removed by an entry it does not know committed
+//! still does), and a joining node starts from a snapshot.
 
 mod support;
 
@@ -254,6 +254,7 @@ fn explicit_joint_configuration_waits_for_leave() {
             "{id}"
         );
     }
+    net.assert_safe();
 }
 
 /// Thesis §4.1 and §4.2: one change at a time — a change is accepted once the previous one is
@@ -327,6 +328,7 @@ fn changes_go_one_at_a_time_with_clear_errors() {
         .conf_change(1, ConfChange::remove_node(NodeId(5)))
         .unwrap_err();
     assert!(matches!(err, Error::TransferInProgress { .. }), "{err}");
+    net.assert_safe();
 }
 
 /// Learners receive the log and the commit index but never count toward it: voters {1,2}
@@ -353,8 +355,8 @@ fn learners_replicate_but_do_not_count() {
     net.assert_safe();
 }
 
-/// A node that is not a voter of its configuration — a learner, a removed node, a node
-/// waiting to join — never campaigns, not even when asked to or told to by `TimeoutNow`.
+/// A node that is not a voter — a learner, a node waiting to join — never campaigns, not
+/// even when asked to.
 #[test]
 fn non_voters_never_campaign() {
     let mut net = cluster(&[1, 2]);
@@ -374,10 +376,6 @@ fn non_voters_never_campaign() {
             assert_eq!(net.status(id).role, Role::Follower, "node {id}");
         }
     }
-    assert_eq!(
-        net.status(3).term,
-        net.status(2).term.max(net.status(3).term)
-    );
     // The learner is no transfer target either.
     net.restart(1);
     for _ in 0..60 {
@@ -389,6 +387,7 @@ fn non_voters_never_campaign() {
     let l = net.leader().unwrap();
     let err = net.transfer_leader(l, 3).unwrap_err();
     assert!(matches!(err, Error::UnknownPeer(NodeId(3))), "{err}");
+    net.assert_safe();
 }
 
 /// The usual way in: a node starts empty, waiting to join; it is added as a learner, gets a
@@ -510,6 +509,7 @@ fn removed_follower_learns_its_removal_then_is_left_alone() {
     let trace = net.trace.take().unwrap();
     assert!(!trace.iter().any(|l| l.contains("->3 ")), "{trace:#?}");
     assert_eq!(net.leader(), Some(1));
+    net.assert_safe();
 }
 
 /// CheckQuorum counts both halves of a joint configuration: a leader that hears from the old
@@ -534,6 +534,7 @@ fn check_quorum_uses_the_joint_quorum() {
         round(&mut net);
     }
     assert_ne!(net.status(1).role, Role::Leader);
+    net.assert_safe();
 }
 
 /// A restarted node finds its configuration again: the snapshot's (or the stored one) with
@@ -556,6 +557,7 @@ fn restart_recovers_the_configuration_from_the_log() {
     net.crash(2);
     net.restart(2);
     assert_eq!(net.conf(2), want);
+    net.assert_safe();
 }
 
 /// A snapshot carries the configuration at its index — joint and learner parts included —
@@ -596,6 +598,7 @@ fn snapshots_carry_the_configuration_at_their_index() {
     let err = raw.on_snapshot_taken(bad).unwrap_err();
     assert!(err.to_string().contains("configuration"), "{err}");
     assert_eq!(raw.conf_state_at(at), Some(joint));
+    net.assert_safe();
 }
 
 /// Any node answers vote requests, a learner included: the candidate's configuration (maybe
@@ -645,4 +648,55 @@ fn a_node_without_configuration_waits_to_join() {
     }
     assert_eq!(n.status().role, Role::Follower);
     assert_eq!(n.status().term, Term(0));
+}
+
+/// Thesis §4.2.2: "a server that is not part of its own latest configuration should still
+/// start new elections, as it might still be needed until the C_new entry is committed." Here
+/// leader 2 moves {1,2} to {1,3}, commits the joint configuration, appends the change that
+/// leaves it and is cut off before anyone else has that entry. 1 and 3 (still joint) need 2's
+/// vote, which their shorter logs cannot get; 2, no longer a voter of its latest
+/// configuration but of the committed one, campaigns, wins with {1,3}, commits the change and
+/// steps down.
+#[test]
+fn removed_node_with_the_longest_log_still_campaigns() {
+    let mut net = Net::new(&[1, 2]);
+    net.campaign(2);
+    net.stabilize();
+    join(&mut net, 3);
+    net.conf_change(2, ConfChange::add_learner(NodeId(3)))
+        .unwrap();
+    for _ in 0..5 {
+        round(&mut net);
+    }
+    let cc = ConfChange::new(vec![AddVoter(NodeId(3)), RemoveNode(NodeId(2))]);
+    let (joint_at, _) = net.conf_change(2, cc).unwrap();
+    // Deliver until the leader commits the joint configuration (and appends the leave).
+    while net.status(2).commit < joint_at {
+        assert!(net.deliver_one());
+    }
+    let leave_at = joint_at.next();
+    assert_eq!(net.status(2).last_index, leave_at);
+    net.isolate(2);
+    net.stabilize();
+    assert!(net.status(1).last_index < leave_at);
+    assert!(net.conf(1).is_joint() && !net.conf(2).is_joint());
+    // 2 loses its quorum and steps down (CheckQuorum); then the network heals.
+    for _ in 0..12 {
+        round(&mut net);
+    }
+    assert_ne!(net.status(2).role, Role::Leader);
+    net.heal();
+    for _ in 0..100 {
+        round(&mut net);
+        if net.leader().is_some_and(|l| l != 2) {
+            break;
+        }
+    }
+    let l = net.leader().expect("a leader");
+    assert!([1, 3].contains(&l), "{l}");
+    assert!(net.status(l).commit >= leave_at);
+    for (id, cs) in confs(&mut net) {
+        assert_eq!(cs, ids(&[1, 3]), "node {id}");
+    }
+    net.assert_safe();
 }
