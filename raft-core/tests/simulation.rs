@@ -12,6 +12,16 @@
 //! commit index any node had reached when the read was requested (any entry up to there may
 //! already have been acknowledged to a client).
 //!
+//! Half the seeds also change the membership while all this goes on (§6, thesis chapter 4):
+//! two spare nodes start empty, waiting to join; the leader is asked now and then to add a
+//! learner, promote one, demote or remove a voter (the leader itself included), swap voters
+//! through a joint configuration (left automatically or explicitly), or leave one — while
+//! messages drop and partitions come and go. On top of the checks above: every leader is
+//! elected with a configuration whose quorums intersect those of the committed configuration
+//! and at most one change ahead of it (no two disjoint majorities), only voters campaign,
+//! committed entries are durable on a quorum of the configuration that committed them, and at
+//! the end the members of the final configuration hold every acknowledged entry.
+//!
 //! `SIM_SEEDS=N` runs N seeds (default 4000, split over the 3- and 5-node tests);
 //! `SIM_SEED=S` replays one seed.
 
@@ -24,8 +34,10 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfState, Config, Error, LogIndex, MemStorage, Message, MessageBody, NodeId, Role, Term,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfState, Config, Error, LogIndex,
+    MemStorage, Message, MessageBody, NodeId, Role, Term,
 };
+use support::checker::is_quorum;
 use support::{Checker, SimNode};
 
 /// SplitMix64: the simulation's only randomness.
@@ -99,10 +111,15 @@ struct Sim {
     healed: bool,
 }
 
+/// Nodes that start empty, waiting to join, in seeds that change the membership.
+const SPARES: u64 = 2;
+
 impl Sim {
-    fn new(seed: u64, n: u64) -> Sim {
+    /// `n` voters, plus [`SPARES`] nodes waiting to join when `membership`.
+    fn new(seed: u64, n: u64, membership: bool) -> Sim {
         let voters = ConfState::new((1..=n).map(NodeId));
-        let nodes = (1..=n)
+        let pool = if membership { n + SPARES } else { n };
+        let nodes = (1..=pool)
             .map(|i| {
                 let mut c = Config::new(NodeId(i));
                 c.seed = seed;
@@ -124,13 +141,20 @@ impl Sim {
                 c.check_quorum = mode > 0;
                 c.read_lease = mode == 2;
                 c.max_clock_drift_ticks = [0, 2][(seed / 81 % 2) as usize];
-                (NodeId(i), SimNode::new(c, MemStorage::new(voters.clone())))
+                let conf = if i <= n {
+                    voters.clone()
+                } else {
+                    ConfState::default()
+                };
+                (NodeId(i), SimNode::new(c, MemStorage::new(conf)))
             })
             .collect();
+        let mut checker = Checker::default();
+        checker.track_conf(voters);
         let mut s = Sim {
             rng: Rng(seed ^ 0xA5A5_5A5A),
             nodes,
-            checker: Checker::default(),
+            checker,
             now: 0,
             seq: 0,
             events: BinaryHeap::new(),
@@ -321,22 +345,34 @@ impl Sim {
     }
 
     /// Committed means durable on a quorum: whenever the cluster's commit index advances, a
-    /// majority of the nodes' durable stores hold the entry at that index with its term.
+    /// quorum of the configuration the leader counted (both halves of a joint one) holds the
+    /// entry at that index with its term in their durable stores.
     fn check_commit_durable(&mut self) -> Result<(), String> {
         let c = self.checker.max_committed();
         if c <= self.commit_checked {
             return Ok(());
         }
         self.commit_checked = c;
+        let Some(conf) = self
+            .checker
+            .commit_confs
+            .range(c..)
+            .next()
+            .map(|(_, cs)| cs.clone())
+        else {
+            return Err(format!("index {c} committed but no leader committed it"));
+        };
+        self.checker.commit_confs = self.checker.commit_confs.split_off(&c);
         let term = self.checker.committed_term(c);
-        let holders = self
+        let holders: Vec<NodeId> = self
             .nodes
             .values()
             .filter(|n| term.is_some() && n.durable_term(LogIndex(c)) == term)
-            .count();
-        if holders * 2 <= self.nodes.len() {
+            .map(|n| n.id)
+            .collect();
+        if !is_quorum(&conf, &holders) {
             return Err(format!(
-                "index {c} committed but durable on only {holders} nodes"
+                "index {c} committed but durable only on {holders:?}, not a quorum of {conf:?}"
             ));
         }
         Ok(())
@@ -393,6 +429,7 @@ impl Sim {
         let to = self.random_node();
         let raw = self.nodes.get_mut(&l).unwrap().raw();
         let before = raw.status();
+        let before_conf = raw.conf_state().clone();
         match raw.transfer_leader(to) {
             Ok(()) => {
                 // A transfer to the target already running is left alone; otherwise the
@@ -404,6 +441,8 @@ impl Sim {
                 }
             }
             Err(Error::TransferToSelf) if to == l => {}
+            // Only a voter (of the incoming configuration) can take over.
+            Err(Error::UnknownPeer(p)) if p == to && !before_conf.voters.contains(&to) => {}
             Err(e) => self
                 .checker
                 .violations
@@ -449,6 +488,103 @@ impl Sim {
             }
             !won && now - start < 2 * u64::from(ELECTION_TICKS) * TICK
         });
+    }
+
+    /// Asks the leader (now and then a node that only believes it leads) for a random
+    /// membership change: add a learner, promote one, remove or demote a voter (maybe the
+    /// leader itself), remove a learner, swap voters through a joint configuration (left
+    /// automatically or explicitly), or leave an explicit joint configuration.
+    fn change_membership(&mut self) {
+        let leaders = self.leaders();
+        let Some(l) = (if self.rng.chance(0.9) || leaders.is_empty() {
+            self.leader()
+        } else {
+            Some(leaders[self.rng.below(leaders.len() as u64) as usize])
+        }) else {
+            return;
+        };
+        let cs = self.nodes[&l].raw.as_ref().unwrap().conf_state().clone();
+        let all: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let outsiders: Vec<NodeId> = all.iter().copied().filter(|&id| !cs.contains(id)).collect();
+        let kind = self.rng.below(8);
+        let leader_goes = self.rng.chance(0.3);
+        let explicit = self.rng.chance(0.5);
+        let rng = &mut self.rng;
+        let mut pick = |from: &[NodeId]| -> Option<NodeId> {
+            (!from.is_empty()).then(|| from[rng.below(from.len() as u64) as usize])
+        };
+        use ConfChangeSingle::*;
+        let voters = cs.voters.clone();
+        let learners = cs.learners.clone();
+        // Keep at least two voters, so that a change can still be observed under faults.
+        let shrink = voters.len() > 2;
+        let cc = if cs.is_joint() {
+            ConfChange::leave_joint()
+        } else {
+            let change = match kind {
+                0 | 1 => pick(&outsiders).map(|id| vec![AddLearner(id)]),
+                2 | 3 => pick(&learners).map(|id| vec![AddVoter(id)]),
+                4 if shrink => {
+                    let id = if leader_goes && voters.contains(&l) {
+                        Some(l)
+                    } else {
+                        pick(&voters)
+                    };
+                    id.map(|id| vec![RemoveNode(id)])
+                }
+                5 if shrink => pick(&voters).map(|id| vec![AddLearner(id)]),
+                6 => pick(&learners).map(|id| vec![RemoveNode(id)]),
+                _ => {
+                    let mut newcomers = learners.clone();
+                    newcomers.extend(&outsiders);
+                    let gone = if leader_goes && voters.contains(&l) {
+                        Some(l)
+                    } else {
+                        pick(&voters)
+                    };
+                    match (pick(&newcomers), gone) {
+                        (Some(add), Some(gone)) => Some(vec![AddVoter(add), RemoveNode(gone)]),
+                        _ => None,
+                    }
+                }
+            };
+            let Some(change) = change else { return };
+            let mut cc = ConfChange::new(change);
+            if explicit && kind >= 7 {
+                cc = cc.with_transition(ConfChangeTransition::JointExplicit);
+            }
+            cc
+        };
+        let raw = self.nodes.get_mut(&l).unwrap().raw();
+        let st = raw.status();
+        match raw.propose_conf_change(cc.clone()) {
+            Ok(_) => {
+                bump(&CONF_CHANGES_PROPOSED);
+                if cc.changes.contains(&ConfChangeSingle::RemoveNode(l)) {
+                    bump(&LEADER_REMOVALS);
+                }
+                if raw.conf_state().is_joint() {
+                    bump(&JOINT_CHANGES);
+                }
+            }
+            Err(Error::ConfChangePending { .. } | Error::InvalidConfChange(_)) => {}
+            Err(Error::TransferInProgress { .. }) if st.transferring.is_some() => {}
+            Err(Error::NotLeader { .. }) if st.role != Role::Leader => {}
+            Err(e) => self
+                .checker
+                .violations
+                .push(format!("leader {l}: conf change {cc:?} failed: {e}")),
+        }
+        self.settle(l);
+    }
+
+    /// The members of the configuration the cluster settled on (after healing): the final
+    /// leader's.
+    fn members(&self) -> Vec<NodeId> {
+        match self.leader() {
+            Some(l) => self.nodes[&l].raw.as_ref().unwrap().conf_state().members(),
+            None => self.nodes.keys().copied().collect(),
+        }
     }
 
     fn crash(&mut self, id: NodeId) {
@@ -542,16 +678,25 @@ impl Sim {
                 self.dump()
             ));
         }
-        // Then every node catches up (slow flow-control settings need time, not a fix).
+        // Then every member catches up (slow flow-control settings need time, not a fix).
         let (i, t) = marker.unwrap();
         let deadline = self.now + 2000 * TICK;
         while self.now < deadline {
             self.run_for(TICK)?;
-            let done = self.nodes.values().all(|n| {
-                n.applied
-                    .get(i.get() as usize - 1)
-                    .is_some_and(|e| e.term == t && &e.data[..] == b"final")
+            // (A leader elected while its removal was not known committed commits it and
+            // steps down: wait for a leader that is a voter.)
+            let members = self.members();
+            let voter_leads = self.leader().is_some_and(|l| {
+                let raw = self.nodes[&l].raw.as_ref().unwrap();
+                raw.conf_state().is_voter(l)
             });
+            let done = voter_leads
+                && members.iter().all(|id| {
+                    self.nodes[id]
+                        .applied
+                        .get(i.get() as usize - 1)
+                        .is_some_and(|e| e.term == t && &e.data[..] == b"final")
+                });
             if done {
                 return self.check_acknowledged();
             }
@@ -576,10 +721,12 @@ impl Sim {
                 None => out.push_str(&format!("node {}: down\n", n.id)),
                 Some(r) => {
                     let s = r.status();
+                    let cs = r.conf_state();
                     out.push_str(&format!(
-                        "node {}: {:?} term {} leader {} commit {} applied {} durable {} last {} writes {} peers {:?}\n",
+                        "node {}: {:?} term {} leader {} commit {} applied {} durable {} last {} writes {} peers {:?} conf {:?}&&{:?} learners {:?}/{:?}{}\n",
                         s.id, s.role, s.term, s.leader, s.commit, s.applied, s.durable, s.last_index,
-                        n.writes.len(), s.peers
+                        n.writes.len(), s.peers, cs.voters, cs.voters_outgoing, cs.learners,
+                        cs.learners_next, if cs.auto_leave { " autoleave" } else { "" }
                     ));
                 }
             }
@@ -588,8 +735,9 @@ impl Sim {
     }
 
     /// Every proposal a client saw committed (applied on its proposer at the promised index
-    /// and term) is in every node's final log.
+    /// and term) is in every member's final log.
     fn check_acknowledged(&self) -> Result<usize, String> {
+        let members = self.members();
         let mut acked = 0;
         for (_, index, term, data) in &self.proposals {
             let Some((t, d)) = self.checker.applied_entry(*index) else {
@@ -599,7 +747,7 @@ impl Sim {
                 continue;
             }
             acked += 1;
-            for n in self.nodes.values() {
+            for n in members.iter().map(|id| &self.nodes[id]) {
                 let e = n.applied.get(index.get() as usize - 1);
                 if e.is_none_or(|e| e.term != *term || e.data != *data) {
                     return Err(format!(
@@ -615,7 +763,9 @@ impl Sim {
 
 /// One randomized run: faults for a while, then heal and check.
 fn run_seed(seed: u64, nodes: u64) -> Result<usize, String> {
-    let mut s = Sim::new(seed, nodes);
+    // Seeds 0-3 (mod 8) change the membership, 4-7 do not.
+    let membership = seed % 8 < 4;
+    let mut s = Sim::new(seed, nodes, membership);
     // Seeds 0, 1 (mod 4) ask for leadership transfers; 2, 3 do not (the 3- and 5-node tests
     // take one parity each).
     let transfers = seed % 4 < 2;
@@ -667,6 +817,7 @@ fn run_seed(seed: u64, nodes: u64) -> Result<usize, String> {
                     s.schedule(d, Event::Isolate(l));
                 }
             }
+            11 | 12 if membership => s.change_membership(),
             8..=10 => {
                 // Every node that believes it leads gets a read (a deposed leader that does
                 // not know yet is where a stale read would come from), and a random node.
@@ -688,6 +839,8 @@ fn run_seed(seed: u64, nodes: u64) -> Result<usize, String> {
         s.run_for(dt)?;
     }
     let acked = s.heal_and_check()?;
+    s.checker.committed_conf();
+    CONF_CHANGES_COMMITTED.with(|c| c.set(c.get() + s.checker.conf_changes_committed));
     if std::env::var("SIM_VERBOSE").is_ok() {
         let st = s.nodes[&NodeId(1)].raw.as_ref().unwrap().status();
         println!(
@@ -758,6 +911,12 @@ thread_local! {
     static READS_ON_LEASE: Cell<usize> = const { Cell::new(0) };
     static READS_SERVED: Cell<usize> = const { Cell::new(0) };
     static READS_FAILED: Cell<usize> = const { Cell::new(0) };
+    /// Membership changes proposed (accepted by a leader), of which joint ones and ones that
+    /// removed the leader itself; configuration changes committed.
+    static CONF_CHANGES_PROPOSED: Cell<usize> = const { Cell::new(0) };
+    static JOINT_CHANGES: Cell<usize> = const { Cell::new(0) };
+    static LEADER_REMOVALS: Cell<usize> = const { Cell::new(0) };
+    static CONF_CHANGES_COMMITTED: Cell<usize> = const { Cell::new(0) };
 }
 
 fn bump(counter: &'static std::thread::LocalKey<Cell<usize>>) {
@@ -773,9 +932,19 @@ fn read_counts() -> [usize; 4] {
     ]
 }
 
+fn membership_counts() -> [usize; 4] {
+    [
+        CONF_CHANGES_PROPOSED.with(Cell::get),
+        JOINT_CHANGES.with(Cell::get),
+        LEADER_REMOVALS.with(Cell::get),
+        CONF_CHANGES_COMMITTED.with(Cell::get),
+    ]
+}
+
 fn run_seeds(test: &str, parity: u64, nodes: u64) {
     let seeds = seeds(4000, parity);
     let before = SNAPSHOTS_DELIVERED.with(Cell::get);
+    let conf0 = membership_counts();
     let (started0, completed0) = (
         TRANSFERS_STARTED.with(Cell::get),
         TRANSFERS_COMPLETED.with(Cell::get),
@@ -787,6 +956,8 @@ fn run_seeds(test: &str, parity: u64, nodes: u64) {
     let completed = TRANSFERS_COMPLETED.with(Cell::get) - completed0;
     let reads = read_counts();
     let [requested, on_lease, served, failed] = std::array::from_fn(|i| reads[i] - reads0[i]);
+    let conf = membership_counts();
+    let [proposed, joint, leader_removals, committed] = std::array::from_fn(|i| conf[i] - conf0[i]);
     let count = seeds.len();
     // The runs must do real work: clients see most proposals committed, and followers that
     // fell behind a compaction catch up by snapshot.
@@ -806,11 +977,18 @@ fn run_seeds(test: &str, parity: u64, nodes: u64) {
         count < 200 || (served > count && on_lease > 0),
         "reads barely exercised: {requested} requested, {on_lease} on a lease, {served} served"
     );
+    assert!(
+        count < 200 || (committed > count && joint > 0 && leader_removals > 0),
+        "membership barely exercised: {proposed} changes proposed ({joint} joint, \
+         {leader_removals} removing the leader), {committed} committed"
+    );
     println!(
         "{count} seeds passed ({nodes} nodes), {acked} acknowledged proposals checked, \
          {snapshots} snapshots delivered, {started} leadership transfers started, \
          {completed} completed; reads: {requested} requested ({on_lease} on a leader's lease), \
-         {served} served and checked linearizable, {failed} failed"
+         {served} served and checked linearizable, {failed} failed; membership: {proposed} \
+         changes proposed ({joint} joint, {leader_removals} removing the leader), \
+         {committed} committed"
     );
 }
 
@@ -827,7 +1005,7 @@ fn simulate_5_nodes() {
 /// MIT 6.824's Figure8Unreliable: 1,000 rounds of proposals and leader crashes on a network
 /// that loses 10% of messages and reorders heavily; then everything heals and must commit.
 fn figure8_unreliable_seed(seed: u64) -> Result<usize, String> {
-    let mut s = Sim::new(seed, 5);
+    let mut s = Sim::new(seed, 5, false);
     s.faults = Faults {
         drop: 0.1,
         dup: 0.02,
@@ -862,7 +1040,7 @@ fn figure8_unreliable_seed(seed: u64) -> Result<usize, String> {
 /// Churn: clients propose to random nodes while nodes crash, restart and get partitioned;
 /// every value a client saw committed must be in the final log of every node.
 fn churn_seed(seed: u64) -> Result<usize, String> {
-    let mut s = Sim::new(seed, 5);
+    let mut s = Sim::new(seed, 5, false);
     s.faults = Faults {
         drop: 0.05,
         dup: 0.05,

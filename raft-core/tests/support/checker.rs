@@ -1,9 +1,12 @@
 //! Safety invariants checked on every step of a test cluster: election safety, log matching,
-//! leader completeness, state machine safety, durability of what was committed and acknowledged.
+//! leader completeness, state machine safety, durability of what was committed and acknowledged,
+//! and for membership changes: no two disjoint majorities (every leader is elected with a
+//! configuration whose quorums intersect those of the committed configuration, and at most one
+//! change ahead of it).
 
 use std::collections::{BTreeMap, HashMap};
 
-use raft_core::{Entry, LogIndex, NodeId, Term};
+use raft_core::{ConfChange, ConfState, Entry, EntryKind, LogIndex, NodeId, Term};
 
 /// Hash of a log prefix: equal hashes at an index mean equal prefixes (up to collisions).
 pub fn chain(prev: u64, e: &Entry) -> u64 {
@@ -69,10 +72,121 @@ pub struct Checker {
     committed_terms: Vec<Term>,
     /// index -> (term, data) applied by any node: state machine safety.
     applied: BTreeMap<u64, (Term, bytes::Bytes)>,
+    /// Configuration changes written by any node, by (index, term).
+    conf_entries: HashMap<(u64, Term), ConfChange>,
+    /// The configuration of the committed prefix up to `conf_upto` (None: not tracked).
+    committed_conf: Option<ConfState>,
+    conf_upto: u64,
+    /// The configuration each leader counted when its commit index reached an index.
+    pub commit_confs: BTreeMap<u64, ConfState>,
+    /// Configuration changes committed (and valid) so far.
+    pub conf_changes_committed: usize,
     pub violations: Vec<String>,
 }
 
+/// Whether `c` is a quorum of `cs` (a majority of each half).
+pub fn is_quorum(cs: &ConfState, c: &[NodeId]) -> bool {
+    let majority = |voters: &[NodeId]| {
+        voters.is_empty() || 2 * voters.iter().filter(|v| c.contains(v)).count() > voters.len()
+    };
+    !cs.voters.is_empty() && majority(&cs.voters) && majority(&cs.voters_outgoing)
+}
+
+/// Whether every quorum of `a` shares a node with every quorum of `b` (enumerates subsets).
+pub fn quorums_intersect(a: &ConfState, b: &ConfState) -> bool {
+    let mut all: Vec<NodeId> = [&a.voters, &a.voters_outgoing, &b.voters, &b.voters_outgoing]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert!(all.len() < 16);
+    let pick = |mask: u32| -> Vec<NodeId> {
+        (0..all.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| all[i])
+            .collect()
+    };
+    let full = (1u32 << all.len()) - 1;
+    (0..=full).all(|m| !(is_quorum(a, &pick(m)) && is_quorum(b, &pick(full & !m))))
+}
+
 impl Checker {
+    /// Tracks configurations from `initial` on (the cluster's bootstrap configuration).
+    pub fn track_conf(&mut self, initial: ConfState) {
+        self.committed_conf = Some(initial);
+    }
+
+    /// Entries written by a node: remember its configuration changes.
+    pub fn conf_written(&mut self, entries: &[Entry]) {
+        for e in entries.iter().filter(|e| e.kind == EntryKind::ConfChange) {
+            match ConfChange::decode(e.data.clone()) {
+                Ok(cc) => {
+                    self.conf_entries.insert((e.index.get(), e.term), cc);
+                }
+                Err(err) => self.fail(format!("undecodable conf change at {}: {err}", e.index)),
+            }
+        }
+    }
+
+    /// The configuration of the committed prefix, and the index it is known to: the bootstrap
+    /// configuration with every committed change applied.
+    pub fn committed_conf(&mut self) -> Option<(u64, ConfState)> {
+        let mut cs = self.committed_conf.take()?;
+        let upto = self.max_committed();
+        for i in self.conf_upto + 1..=upto {
+            let t = self.committed_terms[i as usize - 1];
+            if let Some(cc) = self.conf_entries.get(&(i, t)) {
+                // Like the nodes: a change its configuration does not allow changes nothing.
+                if let Ok(next) = cs.apply_change(cc) {
+                    cs = next;
+                    self.conf_changes_committed += 1;
+                }
+            }
+        }
+        self.conf_upto = upto;
+        self.committed_conf = Some(cs.clone());
+        Some((upto, cs))
+    }
+
+    /// No two disjoint majorities: node `id` became leader of `term` counting `conf`, whose
+    /// quorums must intersect those of the committed configuration; `at_commit` is its own
+    /// configuration at the cluster's commit index (it holds every committed entry, so it must
+    /// agree) and `changes_after` the number of configuration changes its log holds beyond
+    /// (at most one: a change is proposed only once the previous one is committed).
+    pub fn leader_conf(
+        &mut self,
+        id: NodeId,
+        term: Term,
+        conf: &ConfState,
+        conf_at: impl FnOnce(u64) -> Option<(Option<ConfState>, usize)>,
+    ) {
+        let Some((upto, committed)) = self.committed_conf() else {
+            return;
+        };
+        if !quorums_intersect(conf, &committed) {
+            self.fail(format!(
+                "two disjoint majorities: leader {id} of term {term} counts {conf:?} while \
+                 {committed:?} is committed"
+            ));
+        }
+        if let Some((at, changes_after)) = conf_at(upto) {
+            if at.is_some_and(|at| at != committed) {
+                self.fail(format!(
+                    "leader {id} of term {term} disagrees on the committed configuration \
+                     {committed:?} (index {upto})"
+                ));
+            }
+            if changes_after > 1 {
+                self.fail(format!(
+                    "leader {id} of term {term} holds {changes_after} configuration changes \
+                     beyond the committed index {upto}"
+                ));
+            }
+        }
+    }
+
     fn fail(&mut self, s: String) {
         if self.violations.len() < 20 {
             self.violations.push(s);

@@ -95,10 +95,12 @@ impl Net {
                 )
             })
             .collect();
+        let mut checker = Checker::default();
+        checker.track_conf(voters);
         Net {
             nodes,
             queue: VecDeque::new(),
-            checker: Checker::default(),
+            checker,
             cut: HashSet::new(),
             persist_now: true,
             delivered: 0,

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use raft_core::{
-    Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId, RawNode,
-    ReadState, Role, SnapshotMeta, Storage, Term,
+    Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId,
+    RawNode, ReadState, Role, SnapshotMeta, Storage, Term,
 };
 
 use super::checker::{Checker, Mirror};
@@ -164,11 +164,36 @@ impl SimNode {
                     checker.violations.push(format!("node {}: {e}", self.id));
                 }
                 checker.logged(self.id, &self.mirror, from);
+                checker.conf_written(&rd.entries);
             }
             let st = raw.status();
             if rd.soft_state.is_some_and(|s| s.role == Role::Leader) {
                 checker.leader(st.term, self.id);
                 checker.leader_complete(self.id, st.term, &self.mirror);
+                let conf = raw.conf_state().clone();
+                let raw_ref = &*raw;
+                checker.leader_conf(self.id, st.term, &conf, |upto| {
+                    let upto = LogIndex(upto);
+                    let last = raw_ref.status().last_index;
+                    let tail = raw_ref.entries(upto.next(), last.next()).ok()?;
+                    let changes = tail
+                        .iter()
+                        .filter(|e| e.kind == EntryKind::ConfChange)
+                        .count();
+                    Some((raw_ref.conf_state_at(upto), changes))
+                });
+            }
+            if matches!(st.role, Role::PreCandidate | Role::Candidate)
+                && !raw.conf_state().is_voter(self.id)
+                && !raw
+                    .conf_state_at(st.commit)
+                    .is_some_and(|cs| cs.is_voter(self.id))
+            {
+                checker.violations.push(format!(
+                    "node {} campaigns but is not a voter of {:?}",
+                    self.id,
+                    raw.conf_state()
+                ));
             }
             // Answers that promise durable state may go out at once only if that state is
             // durable already (the store holds exactly what is durable).
@@ -250,7 +275,15 @@ impl SimNode {
                     self.id, st.applied, st.commit, st.durable
                 ));
             }
+            // Only the leader that decided it (maybe stepping down at once, removed by what it
+            // committed) is first to know a commit index: record what it counted.
+            let first_to_commit = st.commit.get() > checker.max_committed();
             checker.committed(self.id, st.commit.get(), &self.mirror);
+            if first_to_commit {
+                checker
+                    .commit_confs
+                    .insert(st.commit.get(), raw.conf_state().clone());
+            }
             if persist_now {
                 self.persist_one(checker, out);
             }
