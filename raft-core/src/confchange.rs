@@ -1,6 +1,6 @@
 //! Membership changes as pure functions: a configuration and a change in, the next
 //! configuration (or a typed error) out. Nothing here knows about logs, terms or messages;
-//! [`crate::membership`] decides when a change is proposed and takes effect.
+//! [`crate::RawNode::propose_conf_change`] says when a change is proposed and takes effect.
 //!
 //! A [`ConfChange`] is a list of single operations ([`ConfChangeSingle`]: add a voter, add a
 //! learner, remove a node) and a [`ConfChangeTransition`]:

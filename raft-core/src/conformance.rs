@@ -9,8 +9,9 @@
 //! raft_core::storage_conformance_tests!(|conf| MyStore::new_in_tempdir(conf));
 //! ```
 
+use crate::confchange::{ConfChange, ConfChangeSingle};
 use crate::storage::Storage;
-use crate::types::{ConfState, Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::types::{ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 use crate::{MemStorage, StorageError};
 
 /// What the suite needs beyond the read-only [`Storage`] trait: a way to write, durably.
@@ -66,7 +67,9 @@ macro_rules! storage_conformance_tests {
             log_survives_reopen, compaction_moves_first_index, compaction_is_monotonic,
             compaction_of_whole_log, compaction_survives_reopen, compaction_beyond_last_is_refused,
             large_log_round_trip, snapshot_replaces_a_divergent_log,
-            snapshot_keeps_a_matching_suffix, snapshot_record_survives_reopen);
+            snapshot_keeps_a_matching_suffix, snapshot_record_survives_reopen,
+            joint_configuration_survives_reopen, conf_change_entries_round_trip,
+            snapshot_carries_a_joint_configuration);
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
         $(
@@ -101,6 +104,16 @@ pub fn entries(lo: u64, hi: u64, term: u64) -> Vec<Entry> {
 
 fn conf() -> ConfState {
     ConfState::new([NodeId(1), NodeId(2), NodeId(3)])
+}
+
+/// A joint configuration with every part set: {1,2,4} && {1,2,3}, learner 5, 3 a learner
+/// once left, left automatically.
+fn joint_conf() -> ConfState {
+    let mut cs = ConfState::with_learners([NodeId(1), NodeId(2), NodeId(4)], [NodeId(5)]);
+    cs.voters_outgoing = vec![NodeId(1), NodeId(2), NodeId(3)];
+    cs.learners_next = vec![NodeId(3)];
+    cs.auto_leave = true;
+    cs
 }
 
 fn all<S: TestStore>(s: &S) -> Vec<Entry> {
@@ -442,5 +455,58 @@ pub mod cases {
         assert_eq!(s.snapshot().expect("snapshot"), Some(meta));
         s.compact(i(8)).expect("compact to the snapshot");
         assert_bounds(&s, 9, 10);
+    }
+
+    /// A store created with a joint configuration with learners reports it, also reopened.
+    pub fn joint_configuration_survives_reopen<S: TestStore>(new: &impl Fn(ConfState) -> S) {
+        let mut s = new(joint_conf());
+        assert_eq!(
+            s.initial_state().expect("initial_state").conf_state,
+            joint_conf()
+        );
+        s.reopen();
+        assert_eq!(
+            s.initial_state().expect("initial_state").conf_state,
+            joint_conf()
+        );
+    }
+
+    /// Configuration-change entries are stored and read back with their kind and payload.
+    pub fn conf_change_entries_round_trip<S: TestStore>(new: &impl Fn(ConfState) -> S) {
+        let mut s = new(conf());
+        let cc = ConfChange::new(vec![
+            ConfChangeSingle::AddVoter(NodeId(4)),
+            ConfChangeSingle::RemoveNode(NodeId(3)),
+        ])
+        .with_context(&b"node 4 at 10.0.0.4"[..]);
+        let mut log = entries(1, 3, 1);
+        for (e, cc) in log[1..].iter_mut().zip([cc, ConfChange::leave_joint()]) {
+            e.kind = EntryKind::ConfChange;
+            e.data = cc.encode();
+        }
+        s.append(&log).expect("append");
+        assert_eq!(all(&s), log);
+        s.reopen();
+        assert_eq!(all(&s), log);
+    }
+
+    /// A snapshot's joint configuration survives, and installing it reports it.
+    pub fn snapshot_carries_a_joint_configuration<S: TestStore>(new: &impl Fn(ConfState) -> S) {
+        let mut s = new(conf());
+        s.append(&entries(1, 10, 1)).expect("append");
+        let mut meta = snap(8, 1, &[1, 2, 4]);
+        meta.conf_state = joint_conf();
+        s.set_snapshot(meta.clone()).expect("set snapshot");
+        s.reopen();
+        assert_eq!(s.snapshot().expect("snapshot"), Some(meta.clone()));
+        let mut other = new(conf());
+        meta.index = i(20);
+        other.apply_snapshot(meta.clone()).expect("apply snapshot");
+        other.reopen();
+        assert_eq!(other.snapshot().expect("snapshot"), Some(meta.clone()));
+        assert_eq!(
+            other.initial_state().expect("initial_state").conf_state,
+            joint_conf()
+        );
     }
 }

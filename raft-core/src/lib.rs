@@ -19,7 +19,49 @@
 //! requests) and opt-in lease-based reads ([`Config::read_lease`]). Storage is read through the [`Storage`] trait;
 //! [`MemStorage`] implements it in memory.
 //!
-//! See [`RawNode`] for a runnable example.
+//! Membership changes ([`RawNode::propose_conf_change`], the pure math in [`confchange`]):
+//! joint consensus (§6) — enter a joint configuration, commit it, leave it (by itself or when
+//! asked) — with single-voter changes as the simple case, learners that receive the log and
+//! snapshots without voting, one change at a time with typed errors, a removed leader that
+//! steps down once its removal commits, and nodes that join empty and start from a snapshot.
+//! A configuration takes effect as soon as its entry is in a node's log (thesis §4.1), so it
+//! follows from the log: the caller applies and persists nothing for it (only snapshots carry
+//! one, [`RawNode::conf_state_at`] their index), and [`Ready::conf_state`] reports changes.
+//!
+//! ```
+//! use raft_core::{ConfChange, ConfState, Config, EntryKind, MemStorage, NodeId, RawNode, Role};
+//!
+//! let store = MemStorage::new(ConfState::new([NodeId(1)]));
+//! let mut node = RawNode::new(&Config::new(NodeId(1)), store).unwrap();
+//! node.campaign();
+//! let mut committed_changes = Vec::new();
+//! for _ in 0..6 {
+//!     let rd = node.ready();
+//!     node.store_mut().append(&rd.entries).unwrap();
+//!     if let Some(hs) = rd.hard_state {
+//!         node.store_mut().set_hard_state(hs);
+//!     }
+//!     node.on_persisted(rd.number).unwrap();
+//!     for e in &rd.committed_entries {
+//!         if e.kind == EntryKind::ConfChange {
+//!             // Nothing to apply; the payload (and its context) is there to read.
+//!             committed_changes.push(ConfChange::decode(e.data.clone()).unwrap());
+//!         }
+//!         node.on_applied(e.index).unwrap();
+//!     }
+//!     // A new leader changes the membership once it applied the first entry of its term;
+//!     // until then, and while a change is not applied, it answers ConfChangePending.
+//!     if node.status().role == Role::Leader && committed_changes.is_empty() {
+//!         if node.propose_conf_change(ConfChange::add_learner(NodeId(2))).is_ok() {
+//!             // In effect at once: the leader replicates to node 2 from now on.
+//!             assert_eq!(node.conf_state().learners, [NodeId(2)]);
+//!         }
+//!     }
+//! }
+//! assert_eq!(committed_changes, [ConfChange::add_learner(NodeId(2))]);
+//! ```
+//!
+//! See [`RawNode`] for the basic loop.
 
 #![warn(missing_docs)]
 

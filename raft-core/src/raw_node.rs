@@ -29,8 +29,11 @@ use crate::types::{
 ///    "respond after persisting"). Writes must become durable in ready order (one log writer
 ///    that batches them does this; acknowledging the last ready of a batch acknowledges all).
 ///    Answers whose entries a later ready replaced are dropped, never returned;
-/// 4. apply `committed_entries` in order and call [`RawNode::on_applied`];
-/// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`.
+/// 4. apply `committed_entries` in order and call [`RawNode::on_applied`] (entries of kind
+///    [`crate::EntryKind::ConfChange`] change nothing in the state machine: the configuration
+///    took effect when the entry was appended; see [`RawNode::propose_conf_change`]);
+/// 5. serve `read_states` once the applied index reaches their index; fail `failed_reads`;
+/// 6. `conf_state`, when set, is the new configuration: connect to new members if needed.
 ///
 /// Steps 2–3 and 4 may run asynchronously; further readies can be taken meanwhile.
 #[derive(Debug, Default)]
@@ -209,7 +212,8 @@ impl<S: Storage> RawNode<S> {
         self.raft.tick();
     }
 
-    /// Starts an election now (pre-vote first when enabled).
+    /// Starts an election now (pre-vote first when enabled). A node that does not campaign —
+    /// a learner, a removed node that knows it, a node waiting to join — does nothing.
     pub fn campaign(&mut self) {
         if self.raft.role != Role::Leader {
             self.raft.campaign();

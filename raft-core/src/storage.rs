@@ -13,7 +13,13 @@ use crate::types::{ConfState, Entry, HardState, LogIndex, SnapshotMeta, Term};
 pub struct InitialState {
     /// Term, vote and commit as last persisted.
     pub hard_state: HardState,
-    /// The voting configuration.
+    /// The configuration as of the log's start (`first_index() - 1`): a new cluster's
+    /// bootstrap configuration, or empty for a node waiting to join one. A node's
+    /// configuration follows from its log: when storage holds a snapshot at or after the
+    /// log's start, the snapshot's configuration is the starting point instead, and the
+    /// configuration changes stored after it apply on top (see
+    /// [`crate::RawNode::propose_conf_change`]). Keep it in step with compaction (a store that
+    /// installs a snapshot may simply take the snapshot's).
     pub conf_state: ConfState,
 }
 
@@ -65,7 +71,8 @@ pub struct MemStorage {
 }
 
 impl MemStorage {
-    /// An empty log with the given voting configuration (a new cluster's bootstrap).
+    /// An empty log with the given configuration: a new cluster's bootstrap configuration,
+    /// or [`ConfState::default`] for a node that waits to join a cluster.
     pub fn new(conf_state: ConfState) -> MemStorage {
         MemStorage {
             conf_state,
@@ -119,7 +126,7 @@ impl MemStorage {
         self.hard_state
     }
 
-    /// Replaces the voting configuration.
+    /// Replaces the configuration at the log's start ([`InitialState::conf_state`]).
     pub fn set_conf_state(&mut self, cs: ConfState) {
         self.conf_state = cs;
     }

@@ -10,6 +10,11 @@
 //!   ticks every live node, then stabilizes);
 //! - `propose id=N [count=K] [data=S]` (one batch), `read-index id=N ctx=(A,B)` (together);
 //! - `transfer-leader id=N to=M`: node N hands leadership over to M (prints the error, if any);
+//! - `add-joining id=N`: a node waiting to join (no configuration, empty log);
+//! - `conf-change id=N [transition=joint|explicit]` with operations like `v4 l5 r3` (add voter
+//!   4, add learner 5, remove 3) as input, none to leave a joint configuration: node N
+//!   proposes the change (prints where, or the error); `conf` prints every live node's
+//!   configuration;
 //! - `deliver [n=K]`: deliver the next K queued messages;
 //! - `stabilize [quiet]`: deliver messages and persist until idle; prints each message, or with
 //!   `quiet` only a count;
@@ -24,7 +29,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use datadriven::{TestCase, walk};
-use raft_core::{LogIndex, NodeId};
+use raft_core::{ConfChange, ConfChangeSingle, ConfChangeTransition, ConfState, LogIndex, NodeId};
 use support::{Net, SimNode, config, store_with};
 
 fn arg<T: std::str::FromStr>(tc: &TestCase, key: &str) -> Option<T> {
@@ -97,6 +102,56 @@ fn status(net: &Net) -> String {
     out
 }
 
+fn conf_change(tc: &TestCase) -> ConfChange {
+    let changes = tc
+        .input
+        .split_whitespace()
+        .map(|tok| {
+            let (kind, id) = tok.split_at(1);
+            let id = NodeId(id.parse().expect("v4, l5 or r3"));
+            match kind {
+                "v" => ConfChangeSingle::AddVoter(id),
+                "l" => ConfChangeSingle::AddLearner(id),
+                "r" => ConfChangeSingle::RemoveNode(id),
+                _ => panic!("unknown operation {tok}"),
+            }
+        })
+        .collect();
+    let transition = match arg::<String>(tc, "transition").as_deref() {
+        None | Some("auto") => ConfChangeTransition::Auto,
+        Some("joint") => ConfChangeTransition::JointImplicit,
+        Some("explicit") => ConfChangeTransition::JointExplicit,
+        Some(t) => panic!("unknown transition {t}"),
+    };
+    ConfChange::new(changes).with_transition(transition)
+}
+
+fn describe_conf(cs: &ConfState) -> String {
+    let ids = |v: &[NodeId]| {
+        v.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if cs.is_empty() {
+        return "none (waiting to join)".into();
+    }
+    let mut out = format!("voters=({})", ids(&cs.voters));
+    if cs.is_joint() {
+        out.push_str(&format!("&&({})", ids(&cs.voters_outgoing)));
+    }
+    if !cs.learners.is_empty() {
+        out.push_str(&format!(" learners=({})", ids(&cs.learners)));
+    }
+    if !cs.learners_next.is_empty() {
+        out.push_str(&format!(" learners_next=({})", ids(&cs.learners_next)));
+    }
+    if cs.auto_leave {
+        out.push_str(" autoleave");
+    }
+    out
+}
+
 fn log(net: &mut Net, id: u64) -> String {
     let raw = net.node(id).raw.as_ref().expect("node is up");
     let last = raw.status().last_index;
@@ -148,6 +203,22 @@ fn run(net: &mut Option<Net>, tc: &TestCase) -> String {
                 Ok((index, term)) => format!("proposed up to index {index} term {term}\n"),
                 Err(e) => format!("error: {e}\n"),
             };
+        }
+        "add-joining" => net.add_joining(id(tc), config(id(tc))),
+        "conf-change" => {
+            return match net.conf_change(id(tc), conf_change(tc)) {
+                Ok((index, term)) => format!("proposed at index {index} term {term}\n"),
+                Err(e) => format!("error: {e}\n"),
+            };
+        }
+        "conf" => {
+            let mut out = String::new();
+            for n in net.nodes.values() {
+                if let Some(r) = n.raw.as_ref() {
+                    out.push_str(&format!("{}: {}\n", n.id, describe_conf(r.conf_state())));
+                }
+            }
+            return out;
         }
         "transfer-leader" => {
             let to: u64 = arg(tc, "to").expect("to=M");
