@@ -60,6 +60,24 @@ impl MemberChange {
     }
 }
 
+impl MemberChange {
+    /// What was done, once the leader says OK.
+    fn done(&self) -> String {
+        match self {
+            MemberChange::Add {
+                id,
+                raft_addr,
+                learner,
+            } => format!(
+                "node {id} added as a {} at {raft_addr}",
+                if *learner { "learner" } else { "voter" }
+            ),
+            MemberChange::Promote(id) => format!("node {id} promoted to voter"),
+            MemberChange::Remove(id) => format!("node {id} removed"),
+        }
+    }
+}
+
 /// The leader among the answering nodes, or why there is none.
 fn find_leader(probes: &[NodeProbe]) -> Result<&NodeProbe, CtlError> {
     if let Some(l) = probe::leader(probes) {
@@ -177,13 +195,20 @@ pub async fn transfer_leader(
             lead.term
         ));
     }
-    if !lead.peers.is_empty() && lead.peer(to).is_none() {
-        let members: Vec<String> = lead.peers.iter().map(|p| p.id.to_string()).collect();
+    // The node would refuse too; raftctl says why in the operator's terms.
+    let members = lead
+        .members()
+        .unwrap_or_else(|| lead.peers.iter().map(|p| p.id).collect());
+    if !members.is_empty() && !members.contains(&to) {
+        let members: Vec<String> = members.iter().map(u64::to_string).collect();
         return Err(CtlError::NotMember {
             id: to,
             leader: lead.node_id,
             members: members.join(", "),
         });
+    }
+    if lead.membership(to) == Some("learner") {
+        return Err(CtlError::Learner(to));
     }
     let from = lead.node_id;
     let to_s = to.to_string();
@@ -236,6 +261,9 @@ pub async fn member(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (asked, reply) = to_leader(&probes, &args, MEMBER_WITHIN.max(within)).await?;
     match reply {
+        Reply::Simple(text) if text == "OK" => {
+            Ok(format!("{} (by leader node {asked})", change.done()))
+        }
         Reply::Simple(text) => Ok(format!("node {asked}: {text}")),
         Reply::Integer(n) => Ok(format!("node {asked}: {n}")),
         Reply::Bulk(text) => Ok(format!("node {asked}: {}", String::from_utf8_lossy(&text))),

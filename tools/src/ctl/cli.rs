@@ -179,6 +179,7 @@ impl MemberCmd {
 /// `raftctl status`, once or with `--watch`; the exit status of the last view.
 async fn status(addrs: &[String], args: &StatusArgs, within: Duration) -> i32 {
     let tty = std::io::stdout().is_terminal();
+    let mut first = true;
     loop {
         let probes = probe::probe_all(addrs, within).await;
         let status = Status::assess(&probes, args.lag_threshold);
@@ -187,9 +188,13 @@ async fn status(addrs: &[String], args: &StatusArgs, within: Duration) -> i32 {
         } else if args.watch.is_some() && tty {
             // Clear the screen and home the cursor: the table redraws in place.
             format!("\x1b[2J\x1b[H{}", status.render())
+        } else if args.watch.is_some() && !first {
+            // Successive tables in a file or pipe: a blank line between them.
+            format!("\n{}", status.render())
         } else {
             status.render()
         };
+        first = false;
         let mut out = std::io::stdout().lock();
         // A closed pipe (`raftctl status --watch 1 | head`) ends the watch.
         if out

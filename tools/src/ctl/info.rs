@@ -50,6 +50,13 @@ pub struct RaftInfo {
     pub snapshot_index: u64,
     /// A leadership transfer under way, to this node.
     pub transferring_to: Option<u64>,
+    /// The voters of its configuration (`None`: a node that does not report it).
+    pub voters: Option<Vec<u64>>,
+    /// The learners (receive the log, do not vote).
+    pub learners: Vec<u64>,
+    /// During a joint configuration change, the outgoing voters (decisions need a
+    /// majority of both sets).
+    pub voters_outgoing: Vec<u64>,
     /// On a leader: its view of each member, itself included; empty elsewhere.
     pub peers: Vec<PeerInfo>,
 }
@@ -109,6 +116,10 @@ impl RaftInfo {
             first_log_index: num("first_log_index").unwrap_or(0),
             snapshot_index: num("snapshot_index")?,
             transferring_to: opt_id("transferring_to")?,
+            voters: get("voters").ok().map(|v| ids("voters", v)).transpose()?,
+            learners: get("learners").map_or(Ok(Vec::new()), |v| ids("learners", v))?,
+            voters_outgoing: get("voters_outgoing")
+                .map_or(Ok(Vec::new()), |v| ids("voters_outgoing", v))?,
             peers,
         })
     }
@@ -116,6 +127,31 @@ impl RaftInfo {
     /// Whether it says it leads.
     pub fn is_leader(&self) -> bool {
         self.role == "leader"
+    }
+
+    /// Every member of its configuration (voters, learners, outgoing voters), if it reports
+    /// its configuration.
+    pub fn members(&self) -> Option<Vec<u64>> {
+        let mut all: Vec<u64> = self.voters.clone()?;
+        all.extend(&self.learners);
+        all.extend(&self.voters_outgoing);
+        all.sort_unstable();
+        all.dedup();
+        Some(all)
+    }
+
+    /// What node `id` is in its configuration: `voter`, `learner`, or `leaving` (an
+    /// outgoing voter of a joint change); `None` if not a member or not reported.
+    pub fn membership(&self, id: u64) -> Option<&'static str> {
+        if self.voters.as_ref()?.contains(&id) {
+            Some("voter")
+        } else if self.learners.contains(&id) {
+            Some("learner")
+        } else if self.voters_outgoing.contains(&id) {
+            Some("leaving")
+        } else {
+            None
+        }
     }
 
     /// The leader's view of member `id` (only on a leader).
@@ -129,6 +165,16 @@ fn number(field: &str, value: &str) -> Result<u64, InfoError> {
         field: field.to_owned(),
         value: value.to_owned(),
     })
+}
+
+/// `1,2,3` (or empty).
+fn ids(field: &str, value: &str) -> Result<Vec<u64>, InfoError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| number(field, v))
+        .collect()
 }
 
 /// `match_index=3,next_index=4,state=replicate,lag=0`.
@@ -160,7 +206,7 @@ pub(crate) mod tests {
     /// RAFT.INFO of a leader, as raft-node formats it.
     pub(crate) const LEADER: &str = "node_id:1\r\nrole:leader\r\nterm:3\r\nleader_id:1\r\n\
         commit_index:120\r\napplied_index:119\r\nlast_log_index:121\r\nfirst_log_index:101\r\n\
-        snapshot_index:100\r\nlease_valid:1\r\n\
+        snapshot_index:100\r\nvoters:1,2,3\r\nlearners:\r\nlease_valid:1\r\n\
         peer1:match_index=121,next_index=122,state=replicate,lag=0\r\n\
         peer2:match_index=120,next_index=122,state=replicate,lag=1\r\n\
         peer3:match_index=0,next_index=90,state=probe,lag=121\r\n";
@@ -180,6 +226,25 @@ pub(crate) mod tests {
         let p3 = info.peer(3).unwrap();
         assert_eq!((p3.match_index, p3.next_index, p3.lag), (0, 90, 121));
         assert_eq!(p3.state, "probe");
+        assert_eq!(info.voters, Some(vec![1, 2, 3]));
+        assert!(info.learners.is_empty() && info.voters_outgoing.is_empty());
+        assert_eq!(info.membership(2), Some("voter"));
+        assert_eq!(info.membership(4), None);
+    }
+
+    #[test]
+    fn parses_a_joint_configuration_with_a_learner() {
+        let text = LEADER.replace(
+            "voters:1,2,3\r\nlearners:\r\n",
+            "voters:1,2,4\r\nlearners:5\r\nvoters_outgoing:1,2,3\r\n",
+        );
+        let info = RaftInfo::parse(&text).unwrap();
+        assert_eq!(info.members(), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(info.membership(4), Some("voter"));
+        assert_eq!(info.membership(5), Some("learner"));
+        assert_eq!(info.membership(3), Some("leaving"));
+        let bad = LEADER.replace("voters:1,2,3", "voters:1,x");
+        assert!(RaftInfo::parse(&bad).is_err());
     }
 
     #[test]
@@ -192,6 +257,8 @@ pub(crate) mod tests {
         assert_eq!((info.node_id, info.leader_id), (2, None));
         assert!(!info.is_leader());
         assert!(info.peers.is_empty());
+        // An older node without its configuration in RAFT.INFO.
+        assert_eq!((&info.voters, info.members()), (&None, None));
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub enum CtlError {
         /// The members it lists.
         members: String,
     },
+    /// Leadership can only go to a voter.
+    #[error(
+        "node {0} is a learner: only a voter can lead; promote it first (raftctl member \
+         promote {0})"
+    )]
+    Learner(u64),
     /// A node answered RAFT.INFO but not the command.
     #[error("node {id} at {addr} is unreachable: {reason}")]
     Unreachable {

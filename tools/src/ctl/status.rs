@@ -19,6 +19,10 @@
 //! | `not queried` | a member the leader lists whose address was not given | no |
 //! | `ok` | | no |
 //!
+//! Membership comes from the leader's configuration (RAFT.INFO's `voters`, `learners`,
+//! `voters_outgoing`; the MEMBER column: `voter`, `learner`, or `leaving` for an outgoing
+//! voter of a joint change).
+//!
 //! The warnings are states a healthy cluster passes through (after a restart, under load),
 //! so they do not fail scripts; watching them with `--watch` tells whether they last.
 
@@ -114,6 +118,8 @@ pub struct Row {
     pub id: Option<u64>,
     /// Its RAFT.INFO, if it answered.
     pub info: Option<RaftInfo>,
+    /// `voter`, `learner` or `leaving`, by the leader's configuration (else its own).
+    pub member: Option<&'static str>,
     /// Entries behind the leader's last index, as the leader sees it (none for the leader).
     pub lag: Option<u64>,
     /// The leader's replication state for it (`replicate`, `probe`, `snapshot`).
@@ -131,6 +137,8 @@ pub struct Status {
     pub leader: Option<(u64, u64)>,
     /// Whether the leader itself answered (else its id is what the followers report).
     pub leader_answered: bool,
+    /// The leader's RAFT.INFO, if it answered (its configuration above all).
+    pub leader_info: Option<RaftInfo>,
     /// How many given addresses answered RAFT.INFO.
     pub answered: usize,
 }
@@ -157,6 +165,7 @@ impl Status {
                     given: None,
                     id: Some(id),
                     info: None,
+                    member: None,
                     lag: None,
                     replication: None,
                     health: Health::NotQueried,
@@ -164,14 +173,16 @@ impl Status {
             }
         }
         if let Some(lead) = lead {
-            for peer in &lead.peers {
-                if !rows.iter().any(|r| r.id == Some(peer.id)) {
+            for id in members(lead) {
+                if !rows.iter().any(|r| r.id == Some(id)) {
+                    let peer = lead.peer(id);
                     rows.push(Row {
                         given: None,
-                        id: Some(peer.id),
+                        id: Some(id),
                         info: None,
-                        lag: Some(peer.lag),
-                        replication: Some(peer.state.clone()),
+                        member: lead.membership(id),
+                        lag: peer.map(|p| p.lag),
+                        replication: peer.map(|p| p.state.clone()),
                         health: Health::NotQueried,
                     });
                 }
@@ -183,6 +194,7 @@ impl Status {
             rows,
             leader: reported,
             leader_answered: lead.is_some(),
+            leader_info: lead.cloned(),
             answered: probes.iter().filter(|p| p.info().is_some()).count(),
         }
     }
@@ -195,10 +207,10 @@ impl Status {
     /// The table and a summary line.
     pub fn render(&self) -> String {
         let mut t = Table::new(&[
-            "ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT",
-            "LAG", "HEALTH",
+            "ID", "ADDRESS", "ROLE", "MEMBER", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST",
+            "SNAPSHOT", "LAG", "HEALTH",
         ]);
-        for col in [0, 3, 4, 5, 6, 7, 8, 9] {
+        for col in [0, 4, 5, 6, 7, 8, 9, 10] {
             t.align_right(col);
         }
         let dash = || "-".to_owned();
@@ -209,6 +221,7 @@ impl Status {
                 num(r.id),
                 r.given.clone().unwrap_or_else(dash),
                 i.map_or_else(dash, |i| i.role.clone()),
+                r.member.unwrap_or("-").to_owned(),
                 num(i.map(|i| i.term)),
                 num(i.and_then(|i| i.leader_id)),
                 num(i.map(|i| i.commit_index)),
@@ -238,7 +251,15 @@ impl Status {
                 self.answered
             ),
         };
-        format!("{t}{summary}\n")
+        let joint = match &self.leader_info {
+            Some(l) if !l.voters_outgoing.is_empty() => format!(
+                "joint configuration: voters {:?} replacing {:?}\n",
+                l.voters.clone().unwrap_or_default(),
+                l.voters_outgoing
+            ),
+            _ => String::new(),
+        };
+        format!("{t}{summary}\n{joint}")
     }
 
     /// The same as one JSON object.
@@ -252,6 +273,7 @@ impl Status {
                     "address": r.given,
                     "id": r.id,
                     "role": i.map(|i| &i.role),
+                    "member": r.member,
                     "term": i.map(|i| i.term),
                     "leader_id": i.and_then(|i| i.leader_id),
                     "commit_index": i.map(|i| i.commit_index),
@@ -271,6 +293,9 @@ impl Status {
             "leader": self.leader.map(|(id, _)| id),
             "term": self.leader.map(|(_, term)| term),
             "leader_answered": self.leader_answered,
+            "voters": self.leader_info.as_ref().and_then(|l| l.voters.clone()),
+            "learners": self.leader_info.as_ref().map(|l| l.learners.clone()),
+            "voters_outgoing": self.leader_info.as_ref().map(|l| l.voters_outgoing.clone()),
             "answered": self.answered,
             "nodes": nodes,
         })
@@ -296,6 +321,7 @@ fn row(
                 given: Some(p.given.clone()),
                 id: None,
                 info: None,
+                member: None,
                 lag: None,
                 replication: None,
                 health,
@@ -314,8 +340,7 @@ fn row(
             None => Health::Ok,
         },
         (Some(_), _) if info.is_leader() => Health::StaleLeader(info.term),
-        // A leader that lists no one (an older node) cannot tell membership.
-        (Some(l), _) if !l.peers.is_empty() && peer.is_none() => Health::NotMember(l.node_id),
+        (Some(l), _) if !is_member(l, id) => Health::NotMember(l.node_id),
         (Some(l), _) => follower_health(info, l.node_id, peer, lag_threshold),
         // The leader's address was not given: judge by what the followers say.
         (None, _) => match reported {
@@ -327,10 +352,25 @@ fn row(
         given: Some(p.given.clone()),
         id: Some(id),
         info: Some(info.clone()),
+        member: lead.unwrap_or(info).membership(id),
         lag: peer.map(|p| p.lag),
         replication: peer.map(|p| p.state.clone()),
         health,
     }
+}
+
+/// The members of the leader's configuration; from its peer lines for a node that does not
+/// report its configuration.
+fn members(lead: &RaftInfo) -> Vec<u64> {
+    lead.members()
+        .unwrap_or_else(|| lead.peers.iter().map(|p| p.id).collect())
+}
+
+/// Whether the leader's configuration has node `id` (a leader that lists no one cannot
+/// tell: yes).
+fn is_member(lead: &RaftInfo, id: u64) -> bool {
+    let all = members(lead);
+    all.is_empty() || all.contains(&id)
 }
 
 /// A follower's health, given the leader's id and (if it answered) its view of it.

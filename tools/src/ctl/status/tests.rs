@@ -5,7 +5,8 @@ use crate::ctl::probe::tests::answered;
 fn info(id: u64, role: &str, term: u64, leader: u64, peers: &[(u64, u64, &str)]) -> String {
     let mut s = format!(
         "node_id:{id}\r\nrole:{role}\r\nterm:{term}\r\nleader_id:{leader}\r\ncommit_index:100\r\n\
-         applied_index:100\r\nlast_log_index:101\r\nfirst_log_index:51\r\nsnapshot_index:50\r\n"
+         applied_index:100\r\nlast_log_index:101\r\nfirst_log_index:51\r\nsnapshot_index:50\r\n\
+         voters:1,2,3\r\nlearners:\r\n"
     );
     for (p, lag, state) in peers {
         s.push_str(&format!(
@@ -49,10 +50,10 @@ fn a_healthy_cluster_renders_as_an_aligned_table() {
     assert_eq!(
         s.render(),
         "\
-ID  ADDRESS         ROLE      TERM  LEADER  COMMIT  APPLIED  LAST  SNAPSHOT  LAG  HEALTH
- 1  127.0.0.1:7001  leader       4       1     100      100   101        50    -  ok
- 2  127.0.0.1:7002  follower     4       1     100      100   101        50    1  ok
- 3  127.0.0.1:7003  follower     4       1     100      100   101        50    0  ok
+ID  ADDRESS         ROLE      MEMBER  TERM  LEADER  COMMIT  APPLIED  LAST  SNAPSHOT  LAG  HEALTH
+ 1  127.0.0.1:7001  leader    voter      4       1     100      100   101        50    -  ok
+ 2  127.0.0.1:7002  follower  voter      4       1     100      100   101        50    1  ok
+ 3  127.0.0.1:7003  follower  voter      4       1     100      100   101        50    0  ok
 leader: node 1 (term 4); 3 of 3 nodes answered; ok
 "
     );
@@ -90,7 +91,7 @@ fn an_unreachable_node_is_a_problem_and_its_row_says_why() {
         ]
     );
     let text = s.render();
-    assert!(text.contains("127.0.0.1:7003  -"), "{text}");
+    assert!(text.contains("127.0.0.1:7003  -         -"), "{text}");
     assert!(
         text.ends_with("2 of 3 nodes answered; PROBLEMS\n"),
         "{text}"
@@ -161,4 +162,44 @@ fn a_follower_alone_reports_its_leader() {
             "leader: node 1 (term 4, as its followers report: its address was not given)"
         )
     );
+}
+
+#[test]
+fn learners_and_a_joint_change_are_shown() {
+    let leader = info(
+        1,
+        "leader",
+        4,
+        1,
+        &[(1, 0, "replicate"), (2, 0, "replicate")],
+    )
+    .replace(
+        "voters:1,2,3\r\nlearners:\r\n",
+        "voters:1,2\r\nlearners:4\r\nvoters_outgoing:1,2,3\r\n",
+    );
+    let probes = vec![
+        answered("127.0.0.1:7001", &leader),
+        answered("127.0.0.1:7002", &info(2, "follower", 4, 1, &[])),
+        answered("127.0.0.1:7004", &info(4, "follower", 4, 1, &[])),
+    ];
+    let s = Status::assess(&probes, DEFAULT_LAG_THRESHOLD);
+    let members: Vec<_> = s.rows.iter().map(|r| (r.id, r.member)).collect();
+    assert_eq!(
+        members,
+        [
+            (Some(1), Some("voter")),
+            (Some(2), Some("voter")),
+            (Some(3), Some("leaving")),
+            (Some(4), Some("learner"))
+        ]
+    );
+    assert_eq!(s.rows[2].health, Health::NotQueried);
+    assert!(s.is_ok());
+    assert!(
+        s.render()
+            .ends_with("joint configuration: voters [1, 2] replacing [1, 2, 3]\n")
+    );
+    let v = s.to_json();
+    assert_eq!(v["learners"][0], 4);
+    assert_eq!(v["nodes"][3]["member"], "learner");
 }

@@ -1,0 +1,129 @@
+//! What the raftctl and raft-bench tests share: a 3-node cluster of real `raft-node run`
+//! processes on 127.0.0.1 (the chaos run's `Cluster`, in a temporary directory), and
+//! running the binaries.
+//!
+//! The node binary is the `raft-node` next to the tools' binaries: `cargo nextest run
+//! --workspace` (scripts/test.sh) builds it; alone, run `cargo build -p raft-node --bin
+//! raft-node` first.
+
+#![allow(dead_code)] // Each test binary uses its own part.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tools::chaos::cluster::Cluster;
+
+pub const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
+pub const RAFT_BENCH: &str = env!("CARGO_BIN_EXE_raft-bench");
+
+/// One cluster at a time, also under `cargo test` (threads): on 2 cores two clusters would
+/// distort each other's timing.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The `raft-node` binary next to the tools' binaries.
+pub fn node_bin() -> PathBuf {
+    let bin = Path::new(RAFTCTL).with_file_name("raft-node");
+    assert!(
+        bin.is_file(),
+        "{} is missing: `cargo nextest run --workspace` builds it, or run `cargo build -p \
+         raft-node --bin raft-node` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running 3-node cluster with a leader; its nodes are killed when it drops.
+pub struct TestCluster {
+    // Field order: the nodes die before their directory goes.
+    cluster: Cluster,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl TestCluster {
+    pub fn start() -> TestCluster {
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::Builder::new()
+            .prefix("tools-test-")
+            .tempdir()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let args = ["--worker-threads", "1"].map(String::from).to_vec();
+        let mut cluster = Cluster::create(&node_bin(), dir.path(), 3, args)
+            .unwrap()
+            .with_fault_injection(false);
+        runtime.block_on(async {
+            for id in cluster.ids() {
+                cluster.start(id).await.unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while cluster.leader().await.is_none() {
+                assert!(Instant::now() < deadline, "no leader within 30 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        TestCluster {
+            cluster,
+            runtime,
+            _dir: dir,
+            _serial: serial,
+        }
+    }
+
+    /// The client addresses, comma-separated, by node id.
+    pub fn addrs(&self) -> String {
+        self.cluster
+            .nodes()
+            .iter()
+            .map(|n| n.client_addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node that leads now, by its own RAFT.INFO.
+    pub fn leader(&self) -> Option<u64> {
+        self.runtime.block_on(self.cluster.leader())
+    }
+}
+
+/// Runs a binary; prints what it wrote, which the test runner shows when a test fails.
+pub fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(args)
+        // The caller's environment must not leak in; the test's may.
+        .env_remove("RAFTCTL_NODES")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    println!(
+        "$ {} {} -> {:?} in {:?}\n{}{}",
+        Path::new(bin).file_name().unwrap().to_string_lossy(),
+        args.join(" "),
+        out.status.code(),
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A 127.0.0.1 port nothing listens on (it was free a moment ago).
+pub fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
