@@ -34,7 +34,9 @@ pub async fn show(plan: Arc<Plan>, live: Arc<Live>, started: Instant) {
             )
         } else {
             let ops = live.ops.load(Ordering::Relaxed);
-            let rate = (ops - last_ops) as f64 / (now - last_at).as_secs_f64().max(1e-3);
+            // Over the time measured since the last redraw (not the warmup's part of it).
+            let since = last_at.max(plan.measure_from);
+            let rate = (ops - last_ops) as f64 / (now - since).as_secs_f64().max(1e-3);
             (last_ops, last_at) = (ops, now);
             let total = (plan.end - plan.measure_from).as_secs_f64();
             let done = (now - plan.measure_from).as_secs_f64().min(total);

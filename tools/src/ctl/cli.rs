@@ -37,8 +37,18 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Clone, Debug, Subcommand)]
 pub enum Cmd {
-    /// Show every node: id, role, term, leader, commit, applied and last index, snapshot
-    /// index, lag behind the leader, health.
+    /// Show every node: id, role, membership, term, leader, commit, applied and last index,
+    /// snapshot index, lag behind the leader, health.
+    ///
+    /// HEALTH is, worst first: `unreachable: REASON`, `error: TEXT` (RAFT.INFO failed),
+    /// `duplicate id`, `no leader`, `stale leader`, `not a member` (another cluster's node,
+    /// or removed), `no leader known`, `follows node N`, `catching up by snapshot`,
+    /// `probing`, `lagging N` (at least --lag-threshold entries behind), `not queried` (a
+    /// member whose address was not given), `ok`. LAG is the leader's view: entries
+    /// between its last index and what the node has acknowledged.
+    ///
+    /// Exit status 1 if a given node is unreachable or fails RAFT.INFO, is a duplicate or
+    /// not a member, or if no leader is known; the other states are transient and exit 0.
     Status(StatusArgs),
     /// Hand leadership to node ID (sent to the current leader; returns once ID leads).
     TransferLeader {

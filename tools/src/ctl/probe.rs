@@ -8,7 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::info::{InfoError, RaftInfo};
-use crate::resp::{self, Connection, Reply};
+use crate::resp::{self, ClientError, Connection, Reply};
 
 /// Why a node gave no usable answer.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -58,6 +58,9 @@ pub async fn call(addr: SocketAddr, args: &[&str], within: Duration) -> Result<R
         Err(_) => Err(ProbeError::Unreachable(format!(
             "no reply within {} ms",
             within.as_millis()
+        ))),
+        Ok(Err(e @ ClientError::Protocol(_))) => Err(ProbeError::Malformed(format!(
+            "{e} (not a raft-node client port?)"
         ))),
         Ok(Err(e)) => Err(ProbeError::Unreachable(e.to_string())),
         Ok(Ok(reply)) => Ok(reply),
