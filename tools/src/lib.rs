@@ -91,6 +91,7 @@ pub mod chaos;
 pub mod checker;
 pub mod ctl;
 pub mod resp;
+pub mod rng;
 pub mod table;
 
 mod interrupt;

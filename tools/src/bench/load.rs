@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::chaos::rng::Rng;
 use crate::resp::{ClientError, Connection, Reply, encode_command_into};
+use crate::rng::Rng;
 
 /// The highest latency recorded exactly, in microseconds (an hour); longer ones are
 /// recorded as this.

@@ -12,9 +12,9 @@ use super::load::{self, Live, Plan, Stats};
 use super::report::{self, Results, Setup};
 use super::{BenchError, Options, progress};
 use crate::chaos::cluster::default_node_bin;
-use crate::chaos::rng::Rng;
 use crate::interrupt::interrupted;
 use crate::resp::{self, Connection, Reply};
+use crate::rng::Rng;
 
 /// How long each node may take to answer the PING before the load.
 const PING_WITHIN: Duration = Duration::from_secs(3);

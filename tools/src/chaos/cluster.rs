@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use thiserror::Error;
 
-use super::rng::Rng;
 use crate::resp::{Connection, Reply};
+use crate::rng::Rng;
 
 /// How long a node may take to open its client port after a (re)start.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);

@@ -20,7 +20,6 @@
 pub mod cluster;
 pub mod nemesis;
 pub mod recorder;
-pub mod rng;
 pub mod workload;
 
 mod options;

@@ -17,8 +17,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, field};
-use super::rng::Rng;
 use crate::resp::Reply;
+use crate::rng::Rng;
 
 /// A node to hit: the leader at that moment, or a fixed one.
 #[derive(Clone, Debug, PartialEq, Eq)]

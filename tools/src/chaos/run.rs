@@ -13,10 +13,10 @@ use super::Options;
 use super::cluster::{Cluster, ClusterError, default_node_bin};
 use super::nemesis::{self, Log, Schedule};
 use super::recorder::Recorder;
-use super::rng::Rng;
 use super::workload::{self, Keys, ProcessIds, Workload};
 use crate::checker::{self, Budget, History, HistoryError, Report};
 use crate::interrupt::interrupted;
+use crate::rng::Rng;
 
 /// How long healing (restarts, a leader, every node caught up) may take.
 const HEAL_DEADLINE: Duration = Duration::from_secs(60);

@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::recorder::Recorder;
-use super::rng::Rng;
 use crate::checker::{Event, EventKind, Function};
 use crate::resp::{ClientError, Connection, Reply};
+use crate::rng::Rng;
 
 /// What the clients do, shared by all of them.
 #[derive(Debug)]

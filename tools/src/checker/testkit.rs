@@ -3,6 +3,7 @@
 
 use super::event::{Event, EventKind, Function};
 use super::history::History;
+pub(crate) use crate::rng::Rng;
 
 /// Builds a history from operations given as intervals, each by a client of its own.
 pub(crate) struct Script {
@@ -102,36 +103,6 @@ impl Script {
     }
 }
 
-/// SplitMix64: small, fast, and the same on every machine, so a seed replays a run.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`, for `n > 0`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    pub fn index(&mut self, len: usize) -> usize {
-        self.below(len as u64) as usize
-    }
-
-    pub fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
-
 /// The shape of a simulated run.
 #[derive(Clone, Debug)]
 pub(crate) struct Workload {
@@ -192,7 +163,7 @@ pub(crate) fn simulate(rng: &mut Rng, w: &Workload) -> Vec<Event> {
             break;
         }
         time += 1 + rng.below(3);
-        if !late.is_empty() && rng.percent(10) {
+        if !late.is_empty() && rng.chance(10) {
             let (key, token) = late.swap_remove(rng.index(late.len()));
             values[key].push(token);
             continue;
@@ -203,7 +174,7 @@ pub(crate) fn simulate(rng: &mut Rng, w: &Workload) -> Vec<Event> {
                 issued += 1;
                 let key = rng.index(w.keys);
                 let name = format!("k{key}");
-                let invoke = if rng.percent(w.get_percent) {
+                let invoke = if rng.chance(w.get_percent) {
                     Event::get(p as u64, time, &name)
                 } else {
                     tokens += 1;
@@ -266,7 +237,7 @@ fn apply(rng: &mut Rng, invoke: &Event, value: &mut Vec<String>, len_percent: u6
     match &invoke.token {
         Some(token) => {
             value.push(token.clone());
-            if rng.percent(len_percent) {
+            if rng.chance(len_percent) {
                 reply.len = Some(value.len() as u64 * TOKEN_BYTES);
             }
         }
@@ -433,7 +404,7 @@ pub(crate) fn tiny(rng: &mut Rng) -> Script {
     for _ in 0..1 + rng.index(3) {
         let (start, end) = interval(rng);
         let mut value: Vec<&str> = order[..rng.index(appends + 1)].to_vec();
-        if value.len() >= 2 && rng.percent(15) {
+        if value.len() >= 2 && rng.chance(15) {
             value.swap(0, 1);
         }
         script.get(&value, start, end);

@@ -1,7 +1,8 @@
-//! A tiny seeded random number generator (SplitMix64).
+//! A tiny seeded random number generator (SplitMix64), for the chaos run's schedules and
+//! workloads and the checker's randomized tests.
 //!
-//! Why our own: `--seed` must replay the same fault schedule on any machine and after any
-//! dependency update, so the generator's output may never change under us.
+//! Why our own: `--seed` (and `CHECKER_SEED`) must replay the same run on any machine and
+//! after any dependency update, so the generator's output may never change under us.
 
 use std::time::Duration;
 
@@ -28,6 +29,11 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A number in `0..len` (`len > 0`), for indexing.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
     }
 
     /// True with probability `percent` / 100.
