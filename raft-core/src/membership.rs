@@ -12,8 +12,10 @@
 //! changes in its log without knowing they committed (say {1,2,3} → joint → {4,5,6}) would
 //! still count votes and commits with {1,2,3}, two steps behind; removed nodes 1 and 2 could
 //! then elect one of themselves and commit with a majority that shares nobody with {4,5,6}.
-//! With log-time configurations, a node's configuration is at most one change ahead of the
-//! latest committed one, and one step never breaks quorum intersection.
+//! With log-time configurations a node that lags behind the committed configuration also
+//! lags in its log and cannot be elected, so every leader counts the committed configuration
+//! or one change ahead of it — and one step never breaks quorum intersection (the simulation
+//! checks this at every election).
 //!
 //! Rules, on the leader:
 //! - one change at a time: a change is accepted only once the previous one is applied

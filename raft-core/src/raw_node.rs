@@ -297,7 +297,10 @@ impl<S: Storage> RawNode<S> {
     /// to join and receives a snapshot first), add it as a learner, wait until it caught up
     /// ([`Status::peers`]), then promote it with [`ConfChange::add_voter`]. A leader that
     /// removes (or demotes) itself keeps leading until that configuration is committed, then
-    /// steps down; a node that is not a voter of its configuration never campaigns.
+    /// steps down. Only voters campaign: a learner, a node waiting to join and a node that
+    /// knows its removal committed never do (a node removed by an entry it does not know
+    /// committed still may: its log may be the one a new leader needs, thesis §4.2.2). Any
+    /// node answers vote requests; the candidate's configuration decides whose votes count.
     ///
     /// Errors: [`Error::NotLeader`]; [`Error::TransferInProgress`]; [`Error::ConfChangePending`]
     /// while the previous change (or, on a new leader, the first entry of its term) is not
