@@ -53,6 +53,7 @@ fn bodies() -> Vec<MessageBody> {
             reject: Some(ConflictHint {
                 term: Some(Term(2)),
                 index: LogIndex(3),
+                needs_snapshot: false,
             }),
         }),
         MessageBody::Heartbeat(Heartbeat {
