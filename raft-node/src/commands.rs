@@ -399,6 +399,11 @@ async fn member(node: &NodeHandle, a: &[Bytes]) -> Reply {
             };
             cc.with_context(addr.to_string())
         }
+        // The core takes both as no-ops for a stranger; an operator means a member (a typo
+        // otherwise).
+        ("promote" | "remove", []) if !node.members.borrow().contains(id) => {
+            return Reply::err(format!("node {id} is not a member"));
+        }
         ("promote", []) => ConfChange::add_voter(id),
         ("remove", []) => ConfChange::remove_node(id),
         _ => {

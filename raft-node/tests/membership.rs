@@ -10,13 +10,23 @@ use std::time::{Duration, Instant};
 
 use support::{CONVERGE, Cluster, Options, Reply, bulk, field_u64, metric_value, ok};
 
+/// Sends RAFT.MEMBER to the leader; retries while the answer says to (a change still being
+/// applied, a new leader's first entry not applied yet, no leader).
 fn member(c: &Cluster, args: &[&str]) -> Reply {
-    let leader = c.leader();
     let mut all = vec!["RAFT.MEMBER"];
     all.extend_from_slice(args);
-    let mut cl = c.client(leader);
-    cl.set_timeout(Duration::from_secs(15));
-    cl.cmd(&all)
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let mut cl = c.client(c.leader());
+        cl.set_timeout(Duration::from_secs(15));
+        let reply = cl.cmd(&all);
+        let retry = matches!(&reply, Reply::Error(e)
+            if e.contains("pending") || e.starts_with("TRYAGAIN") || e.contains("not the leader"));
+        if !retry || Instant::now() >= deadline {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn voters(c: &Cluster, id: u64) -> String {
@@ -116,6 +126,10 @@ fn grow_to_five_under_load_remove_the_leader_shrink_to_three() {
         panic!("node id 0 accepted");
     };
     assert!(e.contains("positive integer"), "{e}");
+    let Reply::Error(e) = member(&c, &["REMOVE", "9"]) else {
+        panic!("a stranger removed");
+    };
+    assert!(e.contains("node 9 is not a member"), "{e}");
     let follower = (1..=5).find(|&id| id != c.leader()).unwrap();
     let Reply::Error(e) = c.cmd(follower, &["RAFT.MEMBER", "REMOVE", "5"]) else {
         panic!("a follower accepted RAFT.MEMBER");
