@@ -1,6 +1,7 @@
 //! `raft-chaos` end to end, on real `raft-node` processes: a bounded run with faults that must
-//! stay linearizable (CI's chaos run), the workload alone, and a run with stale reads that
-//! the checker must catch (so a passing run means something).
+//! stay linearizable (CI's chaos run), one whose cluster grows and shrinks meanwhile, the
+//! workload alone, and a run with stale reads that the checker must catch (so a passing run
+//! means something).
 //!
 //! The node binary is the `raft-node` in the same target directory as `raft-chaos`:
 //! `cargo nextest run --workspace` (scripts/test.sh) builds it; alone, run
@@ -99,6 +100,38 @@ fn three_nodes_under_faults_stay_linearizable() {
     assert!(
         run.number("ops") > 1000,
         "too few operations to mean much; output:\n{}",
+        run.stdout
+    );
+}
+
+/// `--membership`: the cluster grows (a spare joins as a learner, catches up, is promoted)
+/// and shrinks (a voter, sometimes the leader, is removed, stopped and wiped) for
+/// `CHAOS_MEMBERSHIP_SECS` (default 40) seconds under the clients; the history must stay
+/// linearizable, and at least one grow and one shrink must have completed.
+#[test]
+fn membership_changes_stay_linearizable() {
+    let secs = std::env::var("CHAOS_MEMBERSHIP_SECS").unwrap_or_else(|_| "40".into());
+    let run = chaos(
+        "membership",
+        &["--nodes", "3", "--membership", "--duration", &secs],
+    );
+    assert_eq!(run.code, Some(0), "the run failed; output:\n{}", run.stdout);
+    assert_eq!(run.number("violations"), 0);
+    assert_eq!(run.number("lost_acknowledged"), 0);
+    assert_eq!(run.number("inconclusive"), 0);
+    assert!(
+        run.number("ops") > 1000,
+        "too few operations to mean much; output:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.number("members_added") >= 1,
+        "no node joined; output:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.number("members_removed") >= 1,
+        "no node was removed; output:\n{}",
         run.stdout
     );
 }

@@ -86,6 +86,10 @@ pub struct Node {
     data_dir: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// Part of the cluster (an initial node, or a spare that joined and was not removed).
+    member: bool,
+    /// Starts with `--join` and the whole address book (a spare that joined).
+    joins: bool,
 }
 
 impl Node {
@@ -106,6 +110,8 @@ pub struct Cluster {
     bin: PathBuf,
     certs: PathBuf,
     peers: String,
+    /// Every node's address, spares included: what a joining node is given.
+    all_peers: String,
     node_args: Vec<String>,
     nodes: Vec<Node>,
     fault_injection: bool,
@@ -120,8 +126,21 @@ impl Cluster {
         n: u64,
         node_args: Vec<String>,
     ) -> Result<Cluster, ClusterError> {
+        Cluster::create_with_spares(bin, dir, n, 0, node_args)
+    }
+
+    /// Like [`Cluster::create`], plus `spares` nodes (ids `n + 1 ..`) with certificates,
+    /// ports and paths that are not members: [`Cluster::join`] starts one with `--join`.
+    pub fn create_with_spares(
+        bin: &Path,
+        dir: &Path,
+        n: u64,
+        spares: u64,
+        node_args: Vec<String>,
+    ) -> Result<Cluster, ClusterError> {
         let certs = dir.join("certs");
-        let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let total = n + spares;
+        let ids: Vec<String> = (1..=total).map(|i| i.to_string()).collect();
         let out = Command::new(bin)
             .arg("certs")
             .arg("--out")
@@ -135,8 +154,8 @@ impl Cluster {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             });
         }
-        let ports = free_ports(3 * n as usize)?;
-        let nodes: Vec<Node> = (1..=n)
+        let ports = free_ports(3 * total as usize)?;
+        let nodes: Vec<Node> = (1..=total)
             .zip(ports.chunks(3))
             .map(|(id, p)| Node {
                 id,
@@ -147,17 +166,24 @@ impl Cluster {
                 data_dir: dir.join(format!("node-{id}")),
                 child: None,
                 paused: false,
+                member: id <= n,
+                joins: false,
             })
             .collect();
-        let peers = nodes
-            .iter()
-            .map(|p| format!("{}=127.0.0.1:{}", p.id, p.raft_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers_of = |nodes: &[Node]| {
+            nodes
+                .iter()
+                .map(|p| format!("{}=127.0.0.1:{}", p.id, p.raft_port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let peers = peers_of(&nodes[..n as usize]);
+        let all_peers = peers_of(&nodes);
         Ok(Cluster {
             bin: bin.to_owned(),
             certs,
             peers,
+            all_peers,
             node_args,
             nodes,
             fault_injection: true,
@@ -171,7 +197,7 @@ impl Cluster {
         self
     }
 
-    /// The nodes, by id order.
+    /// The nodes, by id order, spares included.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
@@ -185,9 +211,62 @@ impl Cluster {
         &mut self.nodes[(id - 1) as usize]
     }
 
-    /// The node ids.
+    /// The ids of the members: the initial nodes and the spares that joined, less the
+    /// nodes removed (what the nemesis hits, heals and reads through).
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.id).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.member)
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The ids of the nodes that are not members (spares never started, nodes removed).
+    pub fn spare_ids(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.member)
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Node `id`'s Raft address, as `RAFT.MEMBER ADD` takes it.
+    pub fn raft_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.node(id).raft_port)
+    }
+
+    /// Starts spare `id` with `--join` on an empty data directory, as a member from now on
+    /// (it waits to be added with `RAFT.MEMBER ADD`).
+    pub async fn join(&mut self, id: u64) -> Result<(), ClusterError> {
+        let node = self.node_mut(id);
+        assert!(!node.member, "node {id} is a member already");
+        let _ = std::fs::remove_dir_all(&node.data_dir);
+        node.member = true;
+        node.joins = true;
+        self.start(id).await
+    }
+
+    /// Stops node `id` (SIGTERM, SIGKILL after 20 s), wipes its data directory and makes
+    /// it a spare again (a removed node cannot rejoin with its old data). Returns its exit
+    /// status (`None` if it had to be killed or was not running).
+    pub async fn retire(&mut self, id: u64) -> Option<ExitStatus> {
+        let node = self.node_mut(id);
+        let status = match node.child.take() {
+            Some(child) => {
+                if node.paused {
+                    signal(&child, Signal::CONT);
+                }
+                signal(&child, Signal::TERM);
+                reap(child, TERM_DEADLINE).await
+            }
+            None => None,
+        };
+        let node = self.node_mut(id);
+        node.paused = false;
+        node.member = false;
+        node.joins = false;
+        let _ = std::fs::remove_dir_all(&node.data_dir);
+        status
     }
 
     /// Starts node `id` (on its data dir and ports, as before) and waits for its client port.
@@ -200,6 +279,11 @@ impl Cluster {
         let mut cmd = Command::new(&self.bin);
         let node = &self.nodes[(id - 1) as usize];
         assert!(node.child.is_none(), "node {id} is already running");
+        let peers = if node.joins {
+            &self.all_peers
+        } else {
+            &self.peers
+        };
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -216,7 +300,8 @@ impl Cluster {
                 "--metrics-addr",
                 &format!("127.0.0.1:{}", node.metrics_port),
             ])
-            .args(["--peers", &self.peers])
+            .args(["--peers", peers])
+            .args(node.joins.then_some("--join"))
             .arg("--certs")
             .arg(&self.certs)
             .args(self.fault_injection.then_some("--enable-fault-injection"))
@@ -352,7 +437,11 @@ impl Cluster {
     /// The node that says it leads, in the highest term any running node reports.
     pub async fn leader(&self) -> Option<u64> {
         let mut best: Option<(u64, u64)> = None;
-        for node in self.nodes.iter().filter(|n| n.is_running() && !n.paused) {
+        for node in self
+            .nodes
+            .iter()
+            .filter(|n| n.member && n.is_running() && !n.paused)
+        {
             if let Some(info) = self.info(node.id).await {
                 let term = field(&info, "term");
                 if info.get("role").map(String::as_str) == Some("leader")

@@ -13,11 +13,13 @@
 //! - `node-N.log`: each node's output over all its restarts; `certs/`; and the nodes' data
 //!   directories `node-N/`, removed after a passing run unless `--keep-data`.
 //!
-//! Parts: [`cluster`] (the processes), [`workload`] (the clients and how each outcome is
+//! Parts: [`cluster`] (the processes), [`membership`] (`--membership`: the cluster grows
+//! and shrinks), [`workload`] (the clients and how each outcome is
 //! classified), [`nemesis`] (the fault schedule and healing), [`recorder`] (the history
 //! file), [`rng`] (the seeded generator that makes `--seed` replay a schedule).
 
 pub mod cluster;
+pub mod membership;
 pub mod nemesis;
 pub mod recorder;
 pub mod workload;

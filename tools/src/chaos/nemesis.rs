@@ -243,6 +243,10 @@ pub struct Outcome {
     pub faults: u64,
     /// Nodes that exited without being told to (a node bug), as text for people.
     pub crashes: Vec<String>,
+    /// Spares that joined and were promoted to voters (`--membership`).
+    pub members_added: u64,
+    /// Voters removed, stopped and wiped (`--membership`).
+    pub members_removed: u64,
 }
 
 /// Runs the schedule on `cluster` until `duration` has passed since `phase_start` (the fault
@@ -432,7 +436,10 @@ async fn converged(cluster: &Cluster) -> Result<u64, String> {
     let [leader] = leaders[..] else {
         return Err(format!("leaders: {leaders:?}"));
     };
-    let commit = field(&infos[(leader - 1) as usize].1, "commit_index");
+    let commit = infos
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .map_or(0, |(_, info)| field(info, "commit_index"));
     for (id, info) in &infos {
         if field(info, "leader_id") != leader {
             return Err(format!(

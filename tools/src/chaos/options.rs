@@ -84,6 +84,13 @@ pub struct Options {
     #[arg(long)]
     pub allow_inconclusive: bool,
 
+    /// Membership changes instead of kills, pauses and partitions: spare nodes (2 ids
+    /// besides --nodes) join as learners, catch up and are promoted; voters (sometimes the
+    /// leader) are removed, stopped and wiped, never below 3 voters. The summary adds
+    /// `members_added=N members_removed=M`.
+    #[arg(long, conflicts_with = "no_faults")]
+    pub membership: bool,
+
     /// Keep the nodes' data directories after a passing run too.
     #[arg(long)]
     pub keep_data: bool,

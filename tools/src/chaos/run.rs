@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::Options;
 use super::cluster::{Cluster, ClusterError, default_node_bin};
+use super::membership::{self, MemberSchedule};
 use super::nemesis::{self, Log, Schedule};
 use super::recorder::Recorder;
 use super::workload::{self, Keys, ProcessIds, Workload};
@@ -79,8 +80,10 @@ pub struct RunResult {
     pub dir: PathBuf,
     /// The checker's report.
     pub report: Report,
-    /// Faults inflicted.
+    /// Faults inflicted (with `--membership`: membership changes tried).
     pub faults: u64,
+    /// With `--membership`: spares promoted to voters, and voters removed.
+    pub members: Option<(u64, u64)>,
     /// Nodes that exited on their own during the run or did not stop cleanly at the end.
     pub node_problems: Vec<String>,
     /// Why the cluster could not be healed and read at the end, if it could not.
@@ -116,7 +119,7 @@ impl fmt::Display for RunResult {
         write!(
             f,
             "chaos: nodes={} duration={}s seed={} faults={} ops={} ok={} fail={} unknown={} \
-             lost_acknowledged={} violations={} inconclusive={} wall={:.0}s -> {}",
+             {}lost_acknowledged={} violations={} inconclusive={} wall={:.0}s -> {}",
             self.options.nodes,
             self.options.duration,
             self.seed,
@@ -125,6 +128,12 @@ impl fmt::Display for RunResult {
             s.ok,
             s.fail,
             s.unknown,
+            match self.members {
+                Some((added, removed)) => {
+                    format!("members_added={added} members_removed={removed} ")
+                }
+                None => String::new(),
+            },
             s.missing_acknowledged_appends,
             s.keys_violated,
             s.keys_inconclusive,
@@ -210,7 +219,13 @@ pub fn run(options: Options) -> Result<RunResult, ChaosError> {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    let mut cluster = Cluster::create(&node_bin, &dir, options.nodes, node_args)?;
+    let spares = if options.membership {
+        membership::SPARES
+    } else {
+        0
+    };
+    let mut cluster =
+        Cluster::create_with_spares(&node_bin, &dir, options.nodes, spares, node_args)?;
     let history_path = dir.join("history.jsonl");
     let recorder = Recorder::create(&history_path, wall).map_err(|e| ChaosError::History {
         path: history_path.clone(),
@@ -245,12 +260,14 @@ pub fn run(options: Options) -> Result<RunResult, ChaosError> {
     let report = checker::check(&history, &budget);
     let verdict_path = dir.join("verdict.txt");
     write_file(&verdict_path, &report.to_string())?;
+    let members = result_members(&options, &phases);
     let result = RunResult {
         options,
         seed,
         dir,
         report,
         faults: phases.faults,
+        members,
         node_problems: phases.node_problems,
         heal_error: phases.heal_error,
         wall: wall.elapsed(),
@@ -265,6 +282,8 @@ pub fn run(options: Options) -> Result<RunResult, ChaosError> {
 /// What the async part of a run found.
 struct Phases {
     faults: u64,
+    members_added: u64,
+    members_removed: u64,
     node_problems: Vec<String>,
     heal_error: Option<String>,
 }
@@ -277,7 +296,9 @@ async fn phases(
     log: &mut Log,
 ) -> Result<Phases, ChaosError> {
     let mut rng = Rng::new(seed);
-    let schedule = Schedule::new(rng.next_u64(), options.nodes);
+    let schedule_seed = rng.next_u64();
+    let schedule = Schedule::new(schedule_seed, options.nodes);
+    let member_seed = schedule_seed;
     for id in cluster.ids() {
         cluster.start(id).await?;
     }
@@ -288,6 +309,7 @@ async fn phases(
     ));
 
     let workload = Arc::new(Workload {
+        // Spares too: a client bound to one that is not running moves on to the next node.
         addrs: cluster.nodes().iter().map(|n| n.client_addr).collect(),
         keys: Keys::new(options.keys as usize, options.appends_per_key),
         op_timeout: Duration::from_millis(options.op_timeout_ms),
@@ -323,6 +345,10 @@ async fn phases(
     let outcome = if options.no_faults {
         tokio::time::sleep(duration).await;
         nemesis::Outcome::default()
+    } else if options.membership {
+        let voters = options.nodes;
+        let schedule = MemberSchedule::new(member_seed, voters, voters + membership::SPARES);
+        membership::run(cluster, schedule, phase_start, duration, log).await
     } else {
         nemesis::run(cluster, schedule, phase_start, duration, log).await
     };
@@ -361,6 +387,8 @@ async fn phases(
     flusher.abort();
     Ok(Phases {
         faults: outcome.faults,
+        members_added: outcome.members_added,
+        members_removed: outcome.members_removed,
         node_problems,
         heal_error,
     })
@@ -405,6 +433,12 @@ async fn wait_leader(cluster: &Cluster, within: Duration) -> Result<u64, ChaosEr
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn result_members(options: &Options, phases: &Phases) -> Option<(u64, u64)> {
+    options
+        .membership
+        .then_some((phases.members_added, phases.members_removed))
 }
 
 fn clock_seed() -> u64 {
