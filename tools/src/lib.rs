@@ -83,7 +83,11 @@
 //!
 //! The run directory (`--dir`, by default `target/chaos/run-<time>-<seed>/`) is kept: the
 //! history, the checker's verdict, the nemesis log and each node's log (see [`chaos`]).
-//! `--seed S` replays a run's fault schedule; `--help` lists the other flags. Exit status 0
+//! `--seed S` replays a run's fault schedule; `--help` lists the other flags.
+//! `--membership` replaces the faults with membership changes (see [`chaos::membership`]):
+//! two spare nodes join, catch up as learners and are promoted, voters (sometimes the
+//! leader) are removed, stopped and wiped, now and then a member is killed and restarted;
+//! the summary then adds `members_added=N members_removed=M`. Exit status 0
 //! means linearizable, no acknowledged append lost, every node healthy.
 
 pub mod bench;

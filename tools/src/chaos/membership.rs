@@ -4,6 +4,9 @@
 //! (sometimes the leader), stops it and wipes its data directory, so that its id becomes a
 //! spare again. Never fewer than [`MIN_VOTERS`] voters.
 //!
+//! Between changes, sometimes a member (sometimes the leader) is killed with -9 and
+//! restarted on its data directory, a joined node included.
+//!
 //! Each step is bounded in time: a step that cannot be carried out (no leader, a refusal
 //! that does not say to retry, a node that does not catch up) is logged and given up, which
 //! is not a linearizability violation; healing at the end still needs every member running.
@@ -16,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, field};
-use super::nemesis::{Log, Outcome};
+use super::nemesis::{self, Fault, Log, Outcome, Target};
 use crate::resp::Reply;
 use crate::rng::Rng;
 
@@ -42,6 +45,17 @@ pub enum Change {
         leader: bool,
         /// Which of the other voters, if not the leader.
         pick: u64,
+    },
+    /// kill -9 a member (the leader, or the `pick`-th modulo their number), restart it on
+    /// its data directory after `down`: a node that joined restarts with `--join` on a
+    /// configuration it already has.
+    Kill {
+        /// Kill the leader.
+        leader: bool,
+        /// Which member, if not the leader (or no leader is known).
+        pick: u64,
+        /// How long it stays down.
+        down: Duration,
     },
 }
 
@@ -81,6 +95,18 @@ impl Iterator for MemberSchedule {
 
     fn next(&mut self) -> Option<MemberStep> {
         let gap = self.rng.millis(2_000, 4_000);
+        if self.rng.chance(25) {
+            let change = Change::Kill {
+                leader: self.rng.chance(50),
+                pick: self.rng.next_u64(),
+                down: self.rng.millis(500, 3_000),
+            };
+            return Some(MemberStep {
+                gap,
+                change,
+                voters: self.voters,
+            });
+        }
         let grow = if self.voters <= MIN_VOTERS {
             true
         } else if self.voters >= self.max {
@@ -351,6 +377,16 @@ pub async fn run(
                     outcome.members_removed += 1;
                 }
             }
+            Change::Kill { leader, pick, down } => {
+                let members = cluster.ids();
+                let node = members[(pick % members.len() as u64) as usize];
+                let target = if leader {
+                    Target::Leader { fallback: node }
+                } else {
+                    Target::Node(node)
+                };
+                nemesis::inflict(cluster, &Fault::Kill { target, down }, log).await;
+            }
         }
         note_exits(cluster, log, &mut outcome);
     }
@@ -387,12 +423,17 @@ mod tests {
         for seed in 0..50 {
             for (start, max) in [(3, 5), (3, 3), (5, 7)] {
                 let mut voters = start;
-                let mut seen = (false, false, false);
+                let mut seen = (false, false, false, false);
                 for step in MemberSchedule::new(seed, start, max).take(200) {
                     assert!(
                         step.gap >= Duration::from_secs(2) && step.gap <= Duration::from_secs(4)
                     );
                     match step.change {
+                        Change::Kill { down, .. } => {
+                            assert!(down >= Duration::from_millis(500));
+                            assert!(down <= Duration::from_secs(3));
+                            seen.3 = true;
+                        }
                         Change::Grow => {
                             voters += 1;
                             seen.0 = true;
@@ -410,11 +451,16 @@ mod tests {
                     assert!(voters >= MIN_VOTERS, "seed {seed}: {voters} voters");
                     assert!(voters <= max.max(start + 1), "seed {seed}: {voters} voters");
                 }
-                assert!(seen.0 && seen.1 && seen.2, "seed {seed}: {seen:?}");
+                assert!(
+                    seen.0 && seen.1 && seen.2 && seen.3,
+                    "seed {seed}: {seen:?}"
+                );
             }
         }
-        // The first change of a 3-voter cluster is a grow.
-        let first = MemberSchedule::new(1, 3, 5).next().unwrap();
+        // The first membership change of a 3-voter cluster is a grow.
+        let first = MemberSchedule::new(1, 3, 5)
+            .find(|s| !matches!(s.change, Change::Kill { .. }))
+            .unwrap();
         assert_eq!(first.change, Change::Grow);
     }
 

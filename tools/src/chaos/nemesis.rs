@@ -318,7 +318,9 @@ async fn resolve(cluster: &Cluster, target: &Target) -> (u64, &'static str) {
     }
 }
 
-async fn inflict(cluster: &mut Cluster, fault: &Fault, log: &mut Log) {
+/// Inflicts `fault` and heals it (a killed node restarted, a paused one continued, a
+/// partition healed).
+pub(super) async fn inflict(cluster: &mut Cluster, fault: &Fault, log: &mut Log) {
     match fault {
         Fault::Kill { target, down } => {
             let (id, which) = resolve(cluster, target).await;

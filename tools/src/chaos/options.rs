@@ -86,7 +86,8 @@ pub struct Options {
 
     /// Membership changes instead of kills, pauses and partitions: spare nodes (2 ids
     /// besides --nodes) join as learners, catch up and are promoted; voters (sometimes the
-    /// leader) are removed, stopped and wiped, never below 3 voters. The summary adds
+    /// leader) are removed, stopped and wiped, never below 3 voters; now and then a member
+    /// is killed (-9) and restarted. The summary adds
     /// `members_added=N members_removed=M`.
     #[arg(long, conflicts_with = "no_faults")]
     pub membership: bool,
@@ -116,11 +117,15 @@ mod tests {
         .unwrap();
         assert_eq!((o.nodes, o.seed), (5, Some(9)));
         assert_eq!(o.node_args, "--request-timeout-ms 1000");
+        assert!(!o.membership);
+        let o = Options::try_parse_from(["raft-chaos", "--membership"]).unwrap();
+        assert!(o.membership);
         for bad in [
             &["raft-chaos", "--nodes", "2"][..],
             &["raft-chaos", "--duration", "0"],
             &["raft-chaos", "--clients", "x"],
             &["raft-chaos", "--frobnicate"],
+            &["raft-chaos", "--membership", "--no-faults"],
         ] {
             assert!(Options::try_parse_from(bad).is_err(), "{bad:?}");
         }
