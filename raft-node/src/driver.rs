@@ -516,15 +516,9 @@ impl Driver {
         }
         if let Some(cs) = &rd.conf_state {
             tracing::info!(node = %self.raft_id(), voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "configuration changed");
-            for id in cs
-                .voters
-                .iter()
-                .chain(&cs.voters_outgoing)
-                .chain(&cs.learners)
-            {
-                if *id != self.raft_id() && self.directory.get(*id).is_none() {
-                    tracing::warn!(node = %self.raft_id(), member = %id, "no address for a member: list it in --peers");
-                }
+            let missing = self.directory.missing(cs, self.raft_id());
+            if !missing.is_empty() {
+                tracing::warn!(node = %self.raft_id(), members = ?missing, "no address for members: list them in --peers");
             }
             self.members.send_replace(cs.clone());
         }

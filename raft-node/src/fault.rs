@@ -65,21 +65,27 @@ impl Faults {
                 *blocked = ids;
             }
             [verb] if verb.eq_ignore_ascii_case("heal") => blocked.clear(),
-            [verb] if verb.eq_ignore_ascii_case("status") => {}
+            [verb] if verb.eq_ignore_ascii_case("status") => return Ok(list(&blocked)),
             _ => return Err("usage: RAFT.FAULT BLOCK id [id ...] | HEAL | STATUS".into()),
         }
         self.any.store(!blocked.is_empty(), Ordering::Relaxed);
         tracing::warn!(blocked = ?*blocked, "fault injection: blocked peers set");
-        Ok(blocked
-            .iter()
-            .map(|id| id.0.to_string())
-            .collect::<Vec<_>>()
-            .join(","))
+        Ok(list(&blocked))
     }
+}
+
+/// `2,3`: the reply to RAFT.FAULT.
+fn list(blocked: &BTreeSet<NodeId>) -> String {
+    blocked
+        .iter()
+        .map(|id| id.0.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

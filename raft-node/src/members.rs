@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use raft_core::{ConfChange, ConfChangeSingle, NodeId};
+use raft_core::{ConfChange, ConfChangeSingle, ConfState, NodeId};
 
 use crate::error::NodeError;
 
@@ -39,18 +39,30 @@ impl Directory {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(NodeError::io_fn(format!("reading {}", path.display()))(e)),
         };
+        let mut changed = false;
         for (&id, &addr) in flags {
-            if let Some(old) = addrs.insert(id, addr).filter(|old| *old != addr) {
-                tracing::info!(member = %id, stored = %old, flag = %addr, "member address taken from --peers");
+            match addrs.insert(id, addr) {
+                Some(old) if old == addr => {}
+                Some(old) => {
+                    tracing::info!(member = %id, stored = %old, flag = %addr, "member address taken from --peers");
+                    changed = true;
+                }
+                None => changed = true,
             }
         }
         let dir = Directory { path, addrs };
-        dir.save()?;
+        if changed {
+            dir.save()?;
+        }
         Ok(dir)
     }
 
-    pub(crate) fn get(&self, id: NodeId) -> Option<SocketAddr> {
-        self.addrs.get(&id).copied()
+    /// The members of `conf` other than `me` without a known address.
+    pub(crate) fn missing(&self, conf: &ConfState, me: NodeId) -> Vec<NodeId> {
+        conf.members()
+            .into_iter()
+            .filter(|m| *m != me && !self.addrs.contains_key(m))
+            .collect()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, SocketAddr)> + '_ {
@@ -115,9 +127,12 @@ mod tests {
         // Reopened: stored addresses kept, a flag moves node 2.
         let d =
             Directory::open(dir.path(), &BTreeMap::from([(NodeId(2), a("127.0.0.1:9"))])).unwrap();
-        assert_eq!(d.get(NodeId(4)), Some(a("127.0.0.1:4")));
-        assert_eq!(d.get(NodeId(2)), Some(a("127.0.0.1:9")));
-        assert_eq!(d.get(NodeId(1)), Some(a("127.0.0.1:1")));
-        assert_eq!(d.iter().count(), 3);
+        let got: BTreeMap<_, _> = d.iter().collect();
+        assert_eq!(got[&NodeId(4)], a("127.0.0.1:4"));
+        assert_eq!(got[&NodeId(2)], a("127.0.0.1:9"));
+        assert_eq!(got[&NodeId(1)], a("127.0.0.1:1"));
+        assert_eq!(got.len(), 3);
+        let conf = ConfState::new([NodeId(1), NodeId(5)]);
+        assert_eq!(d.missing(&conf, NodeId(1)), [NodeId(5)]);
     }
 }

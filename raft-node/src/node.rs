@@ -135,26 +135,16 @@ impl Node {
         tracing::info!(node = %id, applied = %applied, last_index = %log.last_index()?, "storage opened");
         // The configuration in effect is the newest in the log (membership changes included).
         let conf = raw.conf_state().clone();
-        let members: BTreeSet<NodeId> = conf
-            .voters
-            .iter()
-            .chain(&conf.voters_outgoing)
-            .chain(&conf.learners)
-            .copied()
-            .collect();
         if !fresh {
             let voters: BTreeSet<NodeId> = conf.voters.iter().copied().collect();
             if !cfg.join && !wanted.is_empty() && voters != wanted {
                 tracing::warn!(node = %id, stored = ?voters, flags = ?wanted, "--peers differs from the stored membership; the stored membership wins");
             }
-            if !members.is_empty() && !members.contains(&id) {
-                tracing::warn!(node = %id, members = ?members, "this node is not a member of its configuration (removed?): it will not campaign");
+            if !conf.is_empty() && !conf.contains(id) {
+                tracing::warn!(node = %id, members = ?conf.members(), "this node is not a member of its configuration (removed?): it will not campaign");
             }
         }
-        let missing: Vec<_> = members
-            .iter()
-            .filter(|m| **m != id && directory.get(**m).is_none())
-            .collect();
+        let missing = directory.missing(&conf, id);
         if !missing.is_empty() {
             return Err(NodeError::Config(format!(
                 "no address for members {missing:?}: list them in --peers"
