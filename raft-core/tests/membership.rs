@@ -29,6 +29,22 @@ fn round(net: &mut Net) {
     net.stabilize();
 }
 
+fn rounds(net: &mut Net, n: usize) {
+    for _ in 0..n {
+        round(net);
+    }
+}
+
+/// Rounds until `done`, at most `max`.
+fn rounds_until(net: &mut Net, max: usize, done: impl Fn(&Net) -> bool) {
+    for _ in 0..max {
+        round(net);
+        if done(net) {
+            break;
+        }
+    }
+}
+
 fn voters(v: &[u64]) -> Vec<NodeId> {
     v.iter().map(|&i| NodeId(i)).collect()
 }
@@ -42,6 +58,19 @@ fn confs(net: &mut Net) -> Vec<(u64, ConfState)> {
         .map(|n| n.id.get())
         .collect();
     up.into_iter().map(|i| (i, net.conf(i))).collect()
+}
+
+/// With `down` crashed, a proposal on leader 1 does not commit; once `back` restarts, it does.
+fn commits_only_once_back(net: &mut Net, down: &[u64], back: u64, data: &[u8]) {
+    for &id in down {
+        net.crash(id);
+    }
+    let (index, _) = net.propose(1, data).unwrap();
+    net.stabilize();
+    assert!(net.status(1).commit < index);
+    net.restart(back);
+    round(net);
+    assert!(net.status(1).commit >= index);
 }
 
 /// A node waiting to join: no configuration, empty log.
@@ -84,35 +113,18 @@ fn replaced_configuration_entry_is_undone() {
         kind: EntryKind::ConfChange,
         data: ConfChange::add_learner(NodeId(8)).encode(),
     };
-    n.step(support_append(6, 1, (0, 0), vec![change])).unwrap();
+    n.step(support::append(6, 5, 1, (0, 0), vec![change], 0))
+        .unwrap();
     assert_eq!(n.conf_state().learners, voters(&[8]));
     let rd = n.ready();
     assert_eq!(rd.conf_state.as_ref(), Some(n.conf_state()));
     // Leader 7 of term 2 has another entry at index 1.
     let plain = Entry::new(Term(2), LogIndex(1), &b"x"[..]);
-    n.step(support_append(7, 2, (0, 0), vec![plain])).unwrap();
+    n.step(support::append(7, 5, 2, (0, 0), vec![plain], 0))
+        .unwrap();
     assert_eq!(n.conf_state(), &ids(&[5, 6, 7]));
     let rd = n.ready();
     assert_eq!(rd.conf_state.as_ref(), Some(&ids(&[5, 6, 7])));
-}
-
-fn support_append(
-    from: u64,
-    term: u64,
-    prev: (u64, u64),
-    entries: Vec<Entry>,
-) -> raft_core::Message {
-    raft_core::Message {
-        from: NodeId(from),
-        to: NodeId(5),
-        term: Term(term),
-        body: raft_core::MessageBody::AppendEntries(raft_core::AppendEntries {
-            prev_log_index: LogIndex(prev.0),
-            prev_log_term: Term(prev.1),
-            entries,
-            leader_commit: LogIndex(0),
-        }),
-    }
 }
 
 /// §6: "agreement (for elections and entry commitment) requires separate majorities from
@@ -132,15 +144,8 @@ fn joint_commit_needs_both_majorities() {
         (voters(&[1, 4, 5]), voters(&[1, 2, 3, 4, 5]))
     );
     // 4 and 5 down: {1,2,3} is a majority of the old voters but not of the new.
-    net.crash(4);
-    net.crash(5);
-    let (index, _) = net.propose(1, b"needs both").unwrap();
-    net.stabilize();
-    assert!(net.status(1).commit < index);
     // 5 back: {1,5} is a majority of {1,4,5} and {1,2,3} of the old voters.
-    net.restart(5);
-    round(&mut net);
-    assert!(net.status(1).commit >= index);
+    commits_only_once_back(&mut net, &[4, 5], 5, b"needs both");
     net.assert_safe();
 }
 
@@ -159,9 +164,7 @@ fn joint_election_needs_both_majorities() {
     ])
     .with_transition(ConfChangeTransition::JointExplicit);
     net.conf_change(1, cc).unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     assert!(net.conf(4).is_joint(), "{:?}", net.conf(4));
     // Node 3 campaigns with 4 and 5 down: 1, 2, 3 are a majority of the old voters only.
     net.crash(1);
@@ -169,19 +172,12 @@ fn joint_election_needs_both_majorities() {
     net.crash(5);
     net.campaign(3);
     net.stabilize();
-    for _ in 0..30 {
-        round(&mut net);
-    }
+    rounds(&mut net, 30);
     assert_ne!(net.status(3).role, Role::Leader);
     assert_ne!(net.status(2).role, Role::Leader);
     // With 4 back, 3 has {2,3} of the old and {3,4} of the new voters.
     net.restart(4);
-    for _ in 0..60 {
-        round(&mut net);
-        if net.leader().is_some() {
-            break;
-        }
-    }
+    rounds_until(&mut net, 60, |net| net.leader().is_some());
     let l = net.leader().expect("elected with both majorities");
     assert!([2, 3, 4].contains(&l), "{l}");
     net.assert_safe();
@@ -196,9 +192,7 @@ fn joint_configuration_is_left_automatically_once_committed() {
     let cc = ConfChange::new(vec![AddVoter(NodeId(4)), RemoveNode(NodeId(3))]);
     let (joint_at, _) = net.conf_change(1, cc).unwrap();
     assert!(net.conf(1).is_joint() && net.conf(1).auto_leave);
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     // The leave entry follows the joint one.
     let st = net.status(1);
     assert!(st.last_index > joint_at);
@@ -231,9 +225,7 @@ fn explicit_joint_configuration_waits_for_leave() {
     let cc = ConfChange::new(vec![AddLearner(NodeId(3))])
         .with_transition(ConfChangeTransition::JointExplicit);
     net.conf_change(1, cc).unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     let cs = net.conf(1);
     assert!(cs.is_joint() && !cs.auto_leave);
     assert_eq!(cs.learners_next, voters(&[3]));
@@ -339,9 +331,7 @@ fn learners_replicate_but_do_not_count() {
     join(&mut net, 3);
     net.conf_change(1, ConfChange::add_learner(NodeId(3)))
         .unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     assert_eq!(net.status(3).commit, net.status(1).commit);
     assert_eq!(net.conf(3).learners, voters(&[3]));
     net.crash(2);
@@ -364,9 +354,7 @@ fn non_voters_never_campaign() {
     join(&mut net, 9);
     net.conf_change(1, ConfChange::add_learner(NodeId(3)))
         .unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     net.crash(1);
     for _ in 0..100 {
         net.campaign(3);
@@ -378,12 +366,7 @@ fn non_voters_never_campaign() {
     }
     // The learner is no transfer target either.
     net.restart(1);
-    for _ in 0..60 {
-        round(&mut net);
-        if net.leader().is_some() {
-            break;
-        }
-    }
+    rounds_until(&mut net, 60, |net| net.leader().is_some());
     let l = net.leader().unwrap();
     let err = net.transfer_leader(l, 3).unwrap_err();
     assert!(matches!(err, Error::UnknownPeer(NodeId(3))), "{err}");
@@ -404,9 +387,7 @@ fn joining_node_starts_from_a_snapshot_then_is_promoted() {
     net.trace = Some(Vec::new());
     net.conf_change(1, ConfChange::add_learner(NodeId(4)))
         .unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     let trace = net.trace.take().unwrap();
     assert!(
         trace
@@ -428,14 +409,7 @@ fn joining_node_starts_from_a_snapshot_then_is_promoted() {
         .unwrap();
     net.stabilize();
     assert_eq!(net.conf(4), ids(&[1, 2, 3, 4]));
-    net.crash(2);
-    net.crash(3);
-    let (i, _) = net.propose(1, b"four voters").unwrap();
-    net.stabilize();
-    assert!(net.status(1).commit < i);
-    net.restart(3);
-    round(&mut net);
-    assert!(net.status(1).commit >= i);
+    commits_only_once_back(&mut net, &[2, 3], 3, b"four voters");
     net.assert_safe();
 }
 
@@ -497,9 +471,7 @@ fn removed_follower_learns_its_removal_then_is_left_alone() {
         "3 learns that its removal committed"
     );
     assert!(!net.conf(3).contains(NodeId(3)));
-    for _ in 0..12 {
-        round(&mut net);
-    }
+    rounds(&mut net, 12);
     assert!(net.status(1).peers.iter().all(|p| p.id != NodeId(3)));
     net.trace = Some(Vec::new());
     for _ in 0..50 {
@@ -522,17 +494,13 @@ fn check_quorum_uses_the_joint_quorum() {
     let cc = ConfChange::new(vec![AddVoter(NodeId(4)), AddVoter(NodeId(5))])
         .with_transition(ConfChangeTransition::JointExplicit);
     net.conf_change(1, cc).unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     assert!(net.conf(1).is_joint());
     // {1,2,3} answers; of {1,2,3,4,5} only 1, 2, 3: that is a majority of both. Cut 2 and 3
     // instead: {1,4,5} is a majority of the new voters, not of the old ones.
     net.isolate(2);
     net.isolate(3);
-    for _ in 0..12 {
-        round(&mut net);
-    }
+    rounds(&mut net, 12);
     assert_ne!(net.status(1).role, Role::Leader);
     net.assert_safe();
 }
@@ -610,9 +578,7 @@ fn a_learner_votes_for_a_candidate_that_counts_it() {
     join(&mut net, 3);
     net.conf_change(1, ConfChange::add_learner(NodeId(3)))
         .unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     // The promotion reaches 2 but not 3, and 1 dies.
     net.isolate(3);
     net.conf_change(1, ConfChange::add_voter(NodeId(3)))
@@ -622,12 +588,7 @@ fn a_learner_votes_for_a_candidate_that_counts_it() {
     assert!(net.conf(3).learners.contains(&NodeId(3)));
     net.crash(1);
     net.heal();
-    for _ in 0..60 {
-        round(&mut net);
-        if net.leader().is_some() {
-            break;
-        }
-    }
+    rounds_until(&mut net, 60, |net| net.leader().is_some());
     assert_eq!(net.leader(), Some(2), "2 won with the learner's vote");
     assert_eq!(net.conf(3), ids(&[1, 2, 3]));
     net.assert_safe();
@@ -665,9 +626,7 @@ fn removed_node_with_the_longest_log_still_campaigns() {
     join(&mut net, 3);
     net.conf_change(2, ConfChange::add_learner(NodeId(3)))
         .unwrap();
-    for _ in 0..5 {
-        round(&mut net);
-    }
+    rounds(&mut net, 5);
     let cc = ConfChange::new(vec![AddVoter(NodeId(3)), RemoveNode(NodeId(2))]);
     let (joint_at, _) = net.conf_change(2, cc).unwrap();
     // Deliver until the leader commits the joint configuration (and appends the leave).
@@ -681,17 +640,10 @@ fn removed_node_with_the_longest_log_still_campaigns() {
     assert!(net.status(1).last_index < leave_at);
     assert!(net.conf(1).is_joint() && !net.conf(2).is_joint());
     // 2 loses its quorum and steps down (CheckQuorum); then the network heals.
-    for _ in 0..12 {
-        round(&mut net);
-    }
+    rounds(&mut net, 12);
     assert_ne!(net.status(2).role, Role::Leader);
     net.heal();
-    for _ in 0..100 {
-        round(&mut net);
-        if net.leader().is_some_and(|l| l != 2) {
-            break;
-        }
-    }
+    rounds_until(&mut net, 100, |net| net.leader().is_some_and(|l| l != 2));
     let l = net.leader().expect("a leader");
     assert!([1, 3].contains(&l), "{l}");
     assert!(net.status(l).commit >= leave_at);

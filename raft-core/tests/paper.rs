@@ -5,24 +5,14 @@ mod support;
 
 use bytes::Bytes;
 use raft_core::{
-    AppendEntries, Config, ConfigError, Entry, Error, LogIndex, MemStorage, Message, MessageBody,
-    NodeId, RawNode, RequestVote, RequestVoteResponse, Role, Term,
+    Config, ConfigError, Entry, Error, LogIndex, MemStorage, Message, MessageBody, NodeId, RawNode,
+    RequestVote, RequestVoteResponse, Role, Term,
 };
 use support::{Net, SimNode, config, ids, log_of, store_with};
 
 /// AppendEntries to node 1 from `from` in `term`, after `(prev index, prev term)`.
 fn append(from: u64, term: u64, prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Message {
-    Message {
-        from: NodeId(from),
-        to: NodeId(1),
-        term: Term(term),
-        body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(prev.0),
-            prev_log_term: Term(prev.1),
-            entries,
-            leader_commit: LogIndex(commit),
-        }),
-    }
+    support::append(from, 1, term, prev, entries, commit)
 }
 
 /// Runs a node's ready loop by hand and returns all messages (sent now or after persisting).

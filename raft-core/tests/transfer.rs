@@ -6,8 +6,7 @@
 mod support;
 
 use raft_core::{
-    AppendEntries, Error, LogIndex, Message, MessageBody, NodeId, RequestVote, Role, Term,
-    TimeoutNow,
+    Error, LogIndex, Message, MessageBody, NodeId, RequestVote, Role, Term, TimeoutNow,
 };
 use support::Net;
 
@@ -329,18 +328,7 @@ fn leader_stepping_down_forgets_its_transfer() {
     net.stabilize();
     // A leader of a later term makes itself known (a vote request would be ignored: with
     // CheckQuorum a leader keeps its lease until it loses its quorum).
-    let append = Message {
-        from: NodeId(2),
-        to: NodeId(1),
-        term: Term(5),
-        body: MessageBody::AppendEntries(AppendEntries {
-            prev_log_index: LogIndex(0),
-            prev_log_term: Term(0),
-            entries: Vec::new(),
-            leader_commit: LogIndex(0),
-        }),
-    };
-    net.step_and_collect(append);
+    net.step_and_collect(support::append(2, 1, 5, (0, 0), Vec::new(), 0));
     let st = net.status(1);
     assert_eq!(
         (st.role, st.term, st.transferring),

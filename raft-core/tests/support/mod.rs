@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    ConfChange, ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message, MessageBody,
-    NodeId, Role, Term,
+    AppendEntries, ConfChange, ConfState, Config, Entry, HardState, LogIndex, MemStorage, Message,
+    MessageBody, NodeId, Role, Term,
 };
 
 pub use checker::Checker;
@@ -35,6 +35,28 @@ pub fn log_of(terms: &[u64]) -> Vec<Entry> {
         .enumerate()
         .map(|(i, &t)| Entry::new(Term(t), LogIndex(i as u64 + 1), Bytes::new()))
         .collect()
+}
+
+/// AppendEntries from `from` to `to` in `term`, after `(prev index, prev term)`.
+pub fn append(
+    from: u64,
+    to: u64,
+    term: u64,
+    prev: (u64, u64),
+    entries: Vec<Entry>,
+    commit: u64,
+) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body: MessageBody::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(prev.0),
+            prev_log_term: Term(prev.1),
+            entries,
+            leader_commit: LogIndex(commit),
+        }),
+    }
 }
 
 /// A store holding a log with the given terms and the given hard-state term and commit.
