@@ -9,29 +9,16 @@
 //! `<target>/chaos/test-<name>` (replaced by the next run of the same test), so the history
 //! and verdict of the last CI run can be read afterwards.
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Instant;
 
+use support::{node_bin, serial};
+
 const CHAOS: &str = env!("CARGO_BIN_EXE_raft-chaos");
-
-/// One cluster at a time, also under `cargo test` (threads): on 2 cores two clusters would
-/// distort each other's timing.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The `raft-node` binary next to `raft-chaos`.
-fn node_bin() -> PathBuf {
-    let bin = Path::new(CHAOS).with_file_name("raft-node");
-    assert!(
-        bin.is_file(),
-        "{} is missing: `cargo nextest run --workspace` builds it, or run `cargo build -p \
-         raft-node --bin raft-node` first",
-        bin.display()
-    );
-    bin
-}
 
 /// What a run printed and how it ended.
 struct Run {
@@ -52,7 +39,7 @@ impl Run {
 
 /// Runs `raft-chaos` with `args` in `<target>/chaos/test-<name>`.
 fn chaos(name: &str, args: &[&str]) -> Run {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     let target = Path::new(CHAOS).parent().unwrap().parent().unwrap();
     let dir = target.join("chaos").join(format!("test-{name}"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -47,15 +47,11 @@ impl LocalCluster {
                 .await
                 .map_err(|e| BenchError::Cluster(e.to_string()))?;
         }
-        let deadline = Instant::now() + LEADER_DEADLINE;
-        while cluster.leader().await.is_none() {
-            if Instant::now() > deadline {
-                return Err(BenchError::Cluster(format!(
-                    "no leader within {LEADER_DEADLINE:?}; the node logs were in {}",
-                    dir.path().display()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if cluster.wait_leader(LEADER_DEADLINE).await.is_none() {
+            return Err(BenchError::Cluster(format!(
+                "no leader within {LEADER_DEADLINE:?}; the node logs were in {}",
+                dir.path().display()
+            )));
         }
         Ok(LocalCluster { cluster, dir })
     }

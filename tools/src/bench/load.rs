@@ -3,6 +3,7 @@
 //! request).
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,8 +177,10 @@ pub fn batch(rng: &mut Rng, plan: &Plan, buf: &mut Vec<u8>, ops: &mut Vec<Op>) {
     ops.clear();
     // Compared in millionths: exact for the ratios people type, and a whole-number draw.
     let reads_per_million = (plan.read_ratio * 1e6).round() as u64;
+    let mut key = String::new();
     for _ in 0..plan.pipeline {
-        let key = format!("key:{:012}", rng.below(plan.keys));
+        key.clear();
+        let _ = write!(key, "key:{:012}", rng.below(plan.keys));
         if rng.below(1_000_000) < reads_per_million {
             encode_command_into(buf, &[b"GET".as_slice(), key.as_bytes()]);
             ops.push(Op::Get);

@@ -454,6 +454,20 @@ impl Cluster {
         best.map(|(_, id)| id)
     }
 
+    /// Polls [`Cluster::leader`] until there is one, up to `within`.
+    pub async fn wait_leader(&self, within: Duration) -> Option<u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Some(leader);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Removes the nodes' data directories (the bulk of a run's disk use).
     pub fn remove_data(&self) {
         for node in &self.nodes {

@@ -357,11 +357,8 @@ pub async fn run(
     log: &mut Log,
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    let end = phase_start + duration;
     for step in schedule {
-        let wake = Instant::now() + step.gap;
-        tokio::time::sleep_until(wake.min(end).into()).await;
-        if Instant::now() >= end {
+        if !nemesis::sleep_within(step.gap, phase_start, duration).await {
             break;
         }
         note_exits(cluster, log, &mut outcome);
@@ -396,12 +393,7 @@ pub async fn run(
 /// Records members that exited on their own (healing restarts them at the end).
 fn note_exits(cluster: &mut Cluster, log: &mut Log, outcome: &mut Outcome) {
     for (id, status) in cluster.exited() {
-        let text = format!(
-            "node {id} exited on its own ({status}); see {}",
-            cluster.node(id).log_path.display()
-        );
-        log.line(format!("UNEXPECTED: {text}"));
-        outcome.crashes.push(text);
+        nemesis::note_crash(cluster, id, status, log, outcome);
     }
 }
 

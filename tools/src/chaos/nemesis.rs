@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, field};
@@ -272,7 +273,7 @@ pub async fn run(
 }
 
 /// Sleeps `d`, or until the phase ends; false if the phase ended.
-async fn sleep_within(d: Duration, phase_start: Instant, duration: Duration) -> bool {
+pub(super) async fn sleep_within(d: Duration, phase_start: Instant, duration: Duration) -> bool {
     let end = phase_start + duration;
     let wake = Instant::now() + d;
     tokio::time::sleep_until(wake.min(end).into()).await;
@@ -282,14 +283,25 @@ async fn sleep_within(d: Duration, phase_start: Instant, duration: Duration) -> 
 /// Logs nodes that exited on their own and starts them again.
 async fn note_crashes(cluster: &mut Cluster, log: &mut Log, outcome: &mut Outcome) {
     for (id, status) in cluster.exited() {
-        let text = format!(
-            "node {id} exited on its own ({status}); see {}",
-            cluster.node(id).log_path.display()
-        );
-        log.line(format!("UNEXPECTED: {text}"));
-        outcome.crashes.push(text);
+        note_crash(cluster, id, status, log, outcome);
         restart(cluster, id, log).await;
     }
+}
+
+/// Logs and records that node `id` exited on its own with `status` (a node bug).
+pub(super) fn note_crash(
+    cluster: &Cluster,
+    id: u64,
+    status: ExitStatus,
+    log: &mut Log,
+    outcome: &mut Outcome,
+) {
+    let text = format!(
+        "node {id} exited on its own ({status}); see {}",
+        cluster.node(id).log_path.display()
+    );
+    log.line(format!("UNEXPECTED: {text}"));
+    outcome.crashes.push(text);
 }
 
 /// Starts node `id`, a few times if it fails (a port taken meanwhile, a slow start).

@@ -423,16 +423,10 @@ async fn final_reads(
 }
 
 async fn wait_leader(cluster: &Cluster, within: Duration) -> Result<u64, ChaosError> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(leader) = cluster.leader().await {
-            return Ok(leader);
-        }
-        if Instant::now() > deadline {
-            return Err(ChaosError::NoLeader(within));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster
+        .wait_leader(within)
+        .await
+        .ok_or(ChaosError::NoLeader(within))
 }
 
 fn result_members(options: &Options, phases: &Phases) -> Option<(u64, u64)> {

@@ -1,4 +1,4 @@
-//! What the raftctl and raft-bench tests share: a 3-node cluster of real `raft-node run`
+//! What the tools' integration tests share: a 3-node cluster of real `raft-node run`
 //! processes on 127.0.0.1 (the chaos run's `Cluster`, in a temporary directory), and
 //! running the binaries.
 //!
@@ -21,6 +21,11 @@ pub const RAFT_BENCH: &str = env!("CARGO_BIN_EXE_raft-bench");
 /// One cluster at a time, also under `cargo test` (threads): on 2 cores two clusters would
 /// distort each other's timing.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the one-cluster-at-a-time lock while the guard lives.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The `raft-node` binary next to the tools' binaries.
 pub fn node_bin() -> PathBuf {
@@ -45,7 +50,7 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start() -> TestCluster {
-        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = serial();
         let dir = tempfile::Builder::new()
             .prefix("tools-test-")
             .tempdir()
@@ -62,11 +67,8 @@ impl TestCluster {
             for id in cluster.ids() {
                 cluster.start(id).await.unwrap();
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while cluster.leader().await.is_none() {
-                assert!(Instant::now() < deadline, "no leader within 30 s");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+            assert!(leader.is_some(), "no leader within 30 s");
         });
         TestCluster {
             cluster,
