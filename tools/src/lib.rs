@@ -16,8 +16,9 @@
 //! - [`bench`] and the `raft-bench` binary: a load generator (closed-loop pipelined SET /
 //!   GET clients, latency percentiles from HdrHistograms), against given nodes or a local
 //!   cluster it starts and stops itself.
-//! - [`resp`]: a small RESP2 client (encode a command, parse a reply, one connection), and
-//!   [`table`]: aligned plain-text tables.
+//! - [`resp`]: a small RESP2 client (encode a command, parse a reply, one connection, plain
+//!   or TLS, with AUTH), [`client_opts`]: the security flags raftctl and raft-bench share,
+//!   and [`table`]: aligned plain-text tables.
 //!
 //! # raftctl
 //!
@@ -32,6 +33,21 @@
 //! raftctl member promote 4
 //! raftctl member remove 4
 //! ```
+//!
+//! Against secured nodes (`raft-node run --requirepass`, `[[users]]`, `--client-tls-addr`):
+//!
+//! ```text
+//! export RAFT_PASSWORD=...                   # the `default` user (an admin); or --password
+//! raftctl --user app status                  # a named user; a data user may not run
+//!                                            # transfer-leader, snapshot or member (NOPERM)
+//! raftctl --nodes 10.0.0.1:6380,10.0.0.2:6380 --tls --cacert certs/ca.crt status
+//! raftctl --tls --cacert certs/ca.crt --cert certs/client-app.crt --key certs/client-app.key \
+//!     --sni localhost status                 # a client certificate; the name to check
+//! ```
+//!
+//! The nodes' TLS certificate is checked against the IP address connected to unless
+//! `--sni NAME` is given; `raft-node certs --client-port-names 127.0.0.1,localhost` makes
+//! one for both. raft-bench takes the same flags (with `--nodes`).
 //!
 //! `raftctl status` prints, for example:
 //!
@@ -51,6 +67,7 @@
 //! raft-bench                                   # starts 3 local nodes, 10 s after 2 s warmup
 //! raft-bench --nodes 127.0.0.1:6379 --clients 64 --pipeline 16 --read-ratio 0.9
 //! raft-bench --duration 30 --value-size 1024 --json > result.json
+//! raft-bench --nodes 10.0.0.1:6380 --tls --cacert certs/ca.crt --password ...
 //! ```
 //!
 //! It ends with one row per operation and one for all (ops, ops/s, errors, p50 / p90 / p99
@@ -93,6 +110,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod checker;
+pub mod client_opts;
 pub mod ctl;
 pub mod resp;
 pub mod rng;

@@ -8,6 +8,10 @@
 //! The parser is sans-IO: [`parse_reply`] takes the bytes received so far and says whether
 //! they hold a whole reply yet, so it is tested without sockets and reused by any transport.
 //!
+//! A [`Connection`] is plain TCP or TLS (rustls, verifying the server against a given CA,
+//! optionally presenting a client certificate), and may log in with `AUTH` before its
+//! first command: see [`ConnectOptions`] and [`Connection::connect_with`].
+//!
 //! ```
 //! use tools::resp::{encode_command, parse_reply, Reply};
 //!
@@ -18,10 +22,16 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// The longest bulk string accepted (Redis's own limit): a corrupt length must not make us
 /// allocate gigabytes.
@@ -208,6 +218,207 @@ pub enum ClientError {
     /// The server sent something that is not RESP2; the connection is unusable.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The TLS handshake failed: the server's certificate is not trusted or not for this
+    /// name, the server does not speak TLS, or it refused ours.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    TlsHandshake {
+        /// The server.
+        addr: SocketAddr,
+        /// rustls's reason (or the I/O error's).
+        reason: String,
+    },
+    /// TLS failed after the handshake (with TLS 1.3 a server that refuses the client's
+    /// certificate says so only then).
+    #[error("TLS error from {addr}: {reason}")]
+    Tls {
+        /// The server.
+        addr: SocketAddr,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// `AUTH` was not answered `+OK`: the server's reply (WRONGPASS ...).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+}
+
+/// A user name and password sent with `AUTH` after connecting. Its `Debug` hides the
+/// password.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user (`AUTH user password`); `None` sends `AUTH password`, the `default` user.
+    pub user: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Why TLS could not be set up from the given files.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A PEM file could not be read or parsed.
+    #[error("{}: cannot read the {what}: {reason}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The CA file holds no certificate.
+    #[error("{}: no certificate in it (PEM expected)", .0.display())]
+    NoCaCert(PathBuf),
+    /// A CA certificate was refused as a trust anchor.
+    #[error("{}: not a usable CA certificate: {reason}", path.display())]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// The client certificate and key do not make a usable identity.
+    #[error("the client certificate and key: {0}")]
+    ClientCert(String),
+    /// The server name is neither a DNS name nor an IP address.
+    #[error("{0:?} is not a DNS name or an IP address")]
+    ServerName(String),
+}
+
+/// TLS settings for connecting: the CA that must have signed the server's certificate,
+/// an optional client certificate, and the name to check the server's certificate
+/// against. Cheap to clone (the rustls configuration is shared).
+#[derive(Clone)]
+pub struct TlsOptions {
+    config: Arc<rustls::ClientConfig>,
+    /// `None`: the IP address connected to.
+    server_name: Option<ServerName<'static>>,
+}
+
+impl fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsOptions {
+    /// Trusts the certificates in `ca` (PEM), presents `client` (certificate chain and
+    /// private key, PEM) if given, and checks the server's certificate against
+    /// `server_name`, or else the IP address connected to.
+    pub fn new(
+        ca: &Path,
+        client: Option<(&Path, &Path)>,
+        server_name: Option<&str>,
+    ) -> Result<TlsOptions, TlsConfigError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).map_err(pem(ca, "CA certificate"))? {
+            roots
+                .add(cert.map_err(pem(ca, "CA certificate"))?)
+                .map_err(|e| TlsConfigError::BadCa {
+                    path: ca.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        }
+        if roots.is_empty() {
+            return Err(TlsConfigError::NoCaCert(ca.to_owned()));
+        }
+        // ring, as the nodes use: no second crypto library to build, and no dependence on
+        // a process-wide default provider.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .map_err(pem(cert, "client certificate"))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(pem(cert, "client certificate"))?;
+                if chain.is_empty() {
+                    return Err(TlsConfigError::Pem {
+                        path: cert.to_owned(),
+                        what: "client certificate",
+                        reason: "no certificate in it (PEM expected)".into(),
+                    });
+                }
+                let key = PrivateKeyDer::from_pem_file(key).map_err(pem(key, "private key"))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| TlsConfigError::ClientCert(e.to_string()))?
+            }
+        };
+        let server_name = server_name
+            .map(|n| {
+                ServerName::try_from(n.to_owned())
+                    .map_err(|_| TlsConfigError::ServerName(n.to_owned()))
+            })
+            .transpose()?;
+        Ok(TlsOptions {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
+
+/// The error for a PEM file that cannot be read: the file, what it should hold, and why,
+/// as a person reads it (an I/O error without its "(os error N)").
+fn pem<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsConfigError + 'a {
+    move |e| TlsConfigError::Pem {
+        path: path.to_owned(),
+        what,
+        reason: match e {
+            rustls::pki_types::pem::Error::Io(io) => io_reason(&io),
+            rustls::pki_types::pem::Error::NoItemsFound => "no PEM section of that kind".into(),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// How [`Connection::connect_with`] connects: plain or TLS, with or without `AUTH`. The
+/// default is plain TCP without `AUTH`, as [`Connection::connect`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// TLS, if set.
+    pub tls: Option<TlsOptions>,
+    /// Sent with `AUTH` after connecting, if set.
+    pub credentials: Option<Credentials>,
+}
+
+/// The byte stream under a connection. An enum, not a boxed trait object: the plain path
+/// (raft-bench's load) costs one branch, not a virtual call and an allocation.
+enum Stream {
+    Plain(TcpStream),
+    // Boxed: a TLS session is a few hundred bytes, a TcpStream a few words.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Plain",
+            Stream::Tls(_) => "Tls",
+        })
+    }
+}
+
+/// The rustls error inside an I/O error from a TLS stream, if it is one.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// One client connection, one request at a time. Timeouts are the caller's (wrap the
@@ -215,20 +426,68 @@ pub enum ClientError {
 /// a late reply, so drop it instead of sending again.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
+    addr: SocketAddr,
     buf: Vec<u8>,
 }
 
 impl Connection {
-    /// Connects to `addr`.
+    /// Connects to `addr`, plain TCP, no `AUTH`.
     pub async fn connect(addr: SocketAddr) -> Result<Connection, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
+        Connection::connect_with(addr, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `addr` as `options` say: the TLS handshake, then `AUTH`, which must be
+    /// answered `+OK` ([`ClientError::Auth`] otherwise).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        options: &ConnectOptions,
+    ) -> Result<Connection, ClientError> {
+        let tcp = TcpStream::connect(addr).await?;
         // Requests are small and one at a time: send each at once.
-        stream.set_nodelay(true)?;
-        Ok(Connection {
+        tcp.set_nodelay(true)?;
+        let stream = match &options.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                let name = tls
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let stream = TlsConnector::from(tls.config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| ClientError::TlsHandshake {
+                        addr,
+                        reason: rustls_error(&e).map_or_else(|| io_reason(&e), ToString::to_string),
+                    })?;
+                Stream::Tls(Box::new(stream))
+            }
+        };
+        let mut conn = Connection {
             stream,
+            addr,
             buf: Vec::new(),
-        })
+        };
+        if let Some(c) = &options.credentials {
+            let reply = match &c.user {
+                Some(user) => {
+                    conn.call(&["AUTH", user.as_str(), c.password.as_str()])
+                        .await?
+                }
+                None => conn.call(&["AUTH", c.password.as_str()]).await?,
+            };
+            match reply {
+                Reply::Simple(ok) if ok == "OK" => {}
+                Reply::Error(text) => return Err(ClientError::Auth(text)),
+                other => return Err(ClientError::Auth(format!("AUTH replied {other:?}"))),
+            }
+        }
+        Ok(conn)
+    }
+
+    /// The address connected to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Sends one command.
@@ -239,8 +498,15 @@ impl Connection {
     /// Sends commands already encoded with [`encode_command`], several back to back for a
     /// pipeline: one write, then one [`Connection::read_reply`] per command.
     pub async fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
+        let written = match &mut self.stream {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            // rustls may keep the records it made until flushed.
+            Stream::Tls(s) => match s.write_all(bytes).await {
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            },
+        };
+        written.map_err(|e| self.io_error(e))
     }
 
     /// Reads the next reply.
@@ -252,7 +518,11 @@ impl Connection {
             }
             // 16 KiB: a pipeline's replies mostly arrive in one read.
             let mut chunk = [0u8; 16 * 1024];
-            let n = self.stream.read(&mut chunk).await?;
+            let read = match &mut self.stream {
+                Stream::Plain(s) => s.read(&mut chunk).await,
+                Stream::Tls(s) => s.read(&mut chunk).await,
+            };
+            let n = read.map_err(|e| self.io_error(e))?;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
@@ -264,6 +534,17 @@ impl Connection {
     pub async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, ClientError> {
         self.send(args).await?;
         self.read_reply().await
+    }
+
+    /// An I/O error, or the TLS error it carries.
+    fn io_error(&self, e: std::io::Error) -> ClientError {
+        match rustls_error(&e) {
+            Some(tls) => ClientError::Tls {
+                addr: self.addr,
+                reason: tls.to_string(),
+            },
+            None => ClientError::Io(e),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::resp::{ClientError, Connection, Reply, encode_command_into};
+use crate::resp::{ClientError, ConnectOptions, Connection, Reply, encode_command_into};
 use crate::rng::Rng;
 
 /// The highest latency recorded exactly, in microseconds (an hour); longer ones are
@@ -39,6 +39,8 @@ pub struct Plan {
     pub read_ratio: f64,
     /// How long a batch may wait for its replies.
     pub timeout: Duration,
+    /// TLS and credentials of each connection.
+    pub connect: ConnectOptions,
 }
 
 /// Running totals of the measured window, for the progress line.
@@ -222,15 +224,15 @@ pub async fn client(
             Some(c) => c,
             None => {
                 let started = Instant::now();
-                let failure =
-                    match tokio::time::timeout(plan.timeout, Connection::connect(addr)).await {
-                        Ok(Ok(c)) => {
-                            conn = Some(c);
-                            continue;
-                        }
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => "timeout".to_owned(),
-                    };
+                let connect = Connection::connect_with(addr, &plan.connect);
+                let failure = match tokio::time::timeout(plan.timeout, connect).await {
+                    Ok(Ok(c)) => {
+                        conn = Some(c);
+                        continue;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timeout".to_owned(),
+                };
                 if started >= plan.measure_from {
                     live.errors.fetch_add(1, Ordering::Relaxed);
                     let text = || format!("connecting to {addr}: {failure}");
@@ -312,6 +314,7 @@ mod tests {
             value: b"vvv".to_vec(),
             read_ratio,
             timeout: Duration::from_secs(1),
+            connect: ConnectOptions::default(),
         }
     }
 

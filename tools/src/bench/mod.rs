@@ -35,6 +35,20 @@ pub enum BenchError {
         /// Why.
         reason: String,
     },
+    /// The flags do not go together.
+    #[error("{0}")]
+    Usage(String),
+    /// A node refuses the credentials, or wants a password.
+    #[error("node at {addr}: {reason}")]
+    Access {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// TLS with a node failed (the text names the address and rustls's reason).
+    #[error("{0}")]
+    Tls(String),
     /// A node does not answer PING.
     #[error("node at {addr} is unreachable: {reason}")]
     Unreachable {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::client_opts::ClientArgs;
+
 /// Load generator for a raft-node cluster: closed-loop clients send SET and GET over the
 /// Redis protocol for a while, then it prints throughput and latency percentiles.
 ///
@@ -17,6 +19,10 @@ use clap::Parser;
 /// round trip; redis-benchmark also gives each request of a batch the batch's time).
 /// Requests started during --warmup are not counted. An error reply (`-...`), a timeout or
 /// a broken connection counts as an error, by kind, never as an operation.
+///
+/// Secured nodes: --password (or RAFT_PASSWORD, with --user for a named user) logs every
+/// connection in; --tls --cacert FILE connects to the nodes' TLS client ports (give those
+/// in --nodes; the local cluster is plain).
 ///
 /// Exit status: 0 done; 1 no operation succeeded; 2 bad flags; 3 the run could not be
 /// carried out (an address unreachable, the local cluster did not start); 130 interrupted
@@ -95,8 +101,10 @@ pub struct Options {
         conflicts_with = "nodes"
     )]
     pub node_args: String,
-    // Credentials and TLS for the client connections come with a later issue: flags here,
-    // used where `load` connects.
+
+    /// Credentials and TLS for the client connections (with --nodes).
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Seconds, whole or fractional, from 0 to a day.

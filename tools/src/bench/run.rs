@@ -12,8 +12,9 @@ use super::load::{self, Live, Plan, Stats};
 use super::report::{self, Results, Setup};
 use super::{BenchError, Options, progress};
 use crate::chaos::cluster::default_node_bin;
+use crate::client_opts::tls_hint;
 use crate::interrupt::interrupted;
-use crate::resp::{self, Connection, Reply};
+use crate::resp::{self, ClientError, ConnectOptions, Connection, Reply};
 use crate::rng::Rng;
 
 /// How long each node may take to answer the PING before the load.
@@ -47,6 +48,10 @@ pub fn main(options: Options) -> i32 {
             eprintln!("raft-bench: interrupted");
             return 130;
         }
+        Err(e @ BenchError::Usage(_)) => {
+            eprintln!("raft-bench: error: {e}");
+            return 2;
+        }
         Err(e) => {
             eprintln!("raft-bench: error: {e}");
             return 3;
@@ -69,6 +74,7 @@ pub fn main(options: Options) -> i32 {
 
 /// Sets up, loads, and cleans up.
 async fn run(o: &Options) -> Result<(Setup, Results), BenchError> {
+    let connect = connect_options(o)?;
     let local = if o.nodes.is_empty() {
         let bin = o.node_bin.clone().unwrap_or_else(default_node_bin);
         eprintln!(
@@ -94,7 +100,7 @@ async fn run(o: &Options) -> Result<(Setup, Results), BenchError> {
     };
     // A dead address is a clear error now rather than a run of connection errors.
     for &addr in &addrs {
-        ping(addr).await?;
+        ping(addr, &connect).await?;
     }
     let setup = Setup {
         nodes: addrs.iter().map(SocketAddr::to_string).collect(),
@@ -116,7 +122,7 @@ async fn run(o: &Options) -> Result<(Setup, Results), BenchError> {
         o.warmup.as_secs_f64(),
         o.duration.as_secs_f64()
     );
-    let results = load_phase(o, &addrs).await;
+    let results = load_phase(o, &addrs, connect).await;
     if let Some(c) = local {
         let dir = c.dir();
         c.stop().await;
@@ -142,14 +148,58 @@ async fn resolve_all(given: &[String]) -> Result<Vec<SocketAddr>, BenchError> {
     Ok(out)
 }
 
-async fn ping(addr: SocketAddr) -> Result<(), BenchError> {
+/// The connection options of the flags: TLS and credentials only with --nodes (the local
+/// cluster is plain and has no password).
+fn connect_options(o: &Options) -> Result<ConnectOptions, BenchError> {
+    if o.nodes.is_empty() {
+        if o.client.tls {
+            return Err(BenchError::Usage(
+                "--tls needs --nodes: the local cluster raft-bench starts serves plain TCP \
+                 only"
+                    .into(),
+            ));
+        }
+        if o.client.is_set() {
+            eprintln!(
+                "raft-bench: note: the local cluster has no password; --user and --password \
+                 (RAFT_USER, RAFT_PASSWORD) are not used"
+            );
+        }
+        return Ok(ConnectOptions::default());
+    }
+    o.client
+        .connect_options()
+        .map_err(|e| BenchError::Usage(e.to_string()))
+}
+
+/// PING, with the connection's TLS and AUTH: a dead address, an untrusted certificate or
+/// a wrong password is a clear error now rather than a run of errors. Then RAFT.INFO, which
+/// (unlike PING) needs a login: a NOAUTH reply means a password is missing.
+async fn ping(addr: SocketAddr, options: &ConnectOptions) -> Result<(), BenchError> {
     let call = async {
-        let mut c = Connection::connect(addr).await?;
-        c.call(&["PING"]).await
+        let mut c = Connection::connect_with(addr, options).await?;
+        let pong = c.call(&["PING"]).await?;
+        let info = c.call(&["RAFT.INFO"]).await?;
+        Ok::<_, ClientError>((pong, info))
+    };
+    let access = |reason: String| BenchError::Access {
+        addr: addr.to_string(),
+        reason,
     };
     let reason = match tokio::time::timeout(PING_WITHIN, call).await {
-        Ok(Ok(Reply::Simple(_) | Reply::Bulk(_))) => return Ok(()),
-        Ok(Ok(other)) => format!("PING replied {other:?}"),
+        Ok(Ok((_, Reply::Error(text)))) if text.starts_with("NOAUTH") => {
+            return Err(access(
+                "requires a password: pass --password or set RAFT_PASSWORD".into(),
+            ));
+        }
+        // Any other RAFT.INFO reply will do: raft-bench may load a server without it.
+        Ok(Ok((Reply::Simple(_) | Reply::Bulk(_), _))) => return Ok(()),
+        Ok(Ok((other, _))) => format!("PING replied {other:?}"),
+        Ok(Err(e @ ClientError::Auth(_))) => return Err(access(e.to_string())),
+        Ok(Err(
+            ref e @ (ClientError::TlsHandshake { ref reason, .. }
+            | ClientError::Tls { ref reason, .. }),
+        )) => return Err(BenchError::Tls(format!("{e}{}", tls_hint(reason)))),
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no reply to PING within {PING_WITHIN:?}"),
     };
@@ -160,7 +210,7 @@ async fn ping(addr: SocketAddr) -> Result<(), BenchError> {
 }
 
 /// Warmup and measurement; stops early (and says so) on SIGINT or SIGTERM.
-async fn load_phase(o: &Options, addrs: &[SocketAddr]) -> Results {
+async fn load_phase(o: &Options, addrs: &[SocketAddr], connect: ConnectOptions) -> Results {
     let start = Instant::now();
     let plan = Arc::new(Plan {
         measure_from: start + o.warmup,
@@ -170,6 +220,7 @@ async fn load_phase(o: &Options, addrs: &[SocketAddr]) -> Results {
         value: vec![b'x'; o.value_size as usize],
         read_ratio: o.read_ratio,
         timeout: Duration::from_millis(o.timeout_ms),
+        connect,
     });
     let live = Arc::new(Live::default());
     let (stop_tx, mut stop_rx) = watch::channel(false);

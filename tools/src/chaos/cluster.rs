@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use thiserror::Error;
 
-use crate::resp::{Connection, Reply};
+use crate::resp::{ConnectOptions, Connection, Credentials, Reply};
 use crate::rng::Rng;
 
 /// How long a node may take to open its client port after a (re)start.
@@ -115,6 +115,13 @@ pub struct Cluster {
     node_args: Vec<String>,
     nodes: Vec<Node>,
     fault_injection: bool,
+    /// Environment of every node process, besides the runner's.
+    env: Vec<(String, String)>,
+    /// Flags of one node only, after `node_args`.
+    own_args: BTreeMap<u64, Vec<String>>,
+    /// How the cluster's own commands (RAFT.INFO, RAFT.FAULT) connect: plain, with AUTH
+    /// when the nodes want a password.
+    client: ConnectOptions,
 }
 
 impl Cluster {
@@ -187,7 +194,28 @@ impl Cluster {
             node_args,
             nodes,
             fault_injection: true,
+            env: Vec::new(),
+            own_args: BTreeMap::new(),
+            client: ConnectOptions::default(),
         })
+    }
+
+    /// Sets `key=value` in every node's environment (e.g. `RAFT_REQUIREPASS`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Cluster {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Extra `raft-node run` flags for node `id` only (e.g. its own TLS client port).
+    pub fn with_node_args(mut self, id: u64, args: Vec<String>) -> Cluster {
+        self.own_args.entry(id).or_default().extend(args);
+        self
+    }
+
+    /// Credentials for the cluster's own commands, for nodes that want a password.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Cluster {
+        self.client.credentials = Some(credentials);
+        self
     }
 
     /// Whether the nodes start with `--enable-fault-injection` (the RAFT.FAULT hook the
@@ -306,6 +334,8 @@ impl Cluster {
             .arg(&self.certs)
             .args(self.fault_injection.then_some("--enable-fault-injection"))
             .args(&self.node_args)
+            .args(self.own_args.get(&id).into_iter().flatten())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -413,7 +443,7 @@ impl Cluster {
     pub async fn command(&self, id: u64, args: &[&str], within: Duration) -> Result<Reply, String> {
         let addr = self.node(id).client_addr;
         let call = async {
-            let mut c = Connection::connect(addr).await?;
+            let mut c = Connection::connect_with(addr, &self.client).await?;
             c.call(args).await
         };
         match tokio::time::timeout(within, call).await {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::CtlError;
 use super::probe::{self, NodeProbe};
-use crate::resp::Reply;
+use crate::resp::{ConnectOptions, Reply};
 
 /// How long a leadership transfer may take: the target must catch up and win an election.
 const TRANSFER_WITHIN: Duration = Duration::from_secs(15);
@@ -146,11 +146,12 @@ async fn to_leader(
     probes: &[NodeProbe],
     args: &[&str],
     within: Duration,
+    options: &ConnectOptions,
 ) -> Result<(u64, Reply), CtlError> {
     let mut target = find_leader(probes)?;
     for attempt in 0..=REDIRECTS {
         let (id, addr) = node_addr(target)?;
-        let reply = probe::call(addr, args, within)
+        let reply = probe::call(addr, args, within, options)
             .await
             .map_err(|e| CtlError::Unreachable {
                 id,
@@ -185,8 +186,9 @@ pub async fn transfer_leader(
     addrs: &[String],
     to: u64,
     within: Duration,
+    options: &ConnectOptions,
 ) -> Result<String, CtlError> {
-    let probes = probe::probe_all(addrs, within).await;
+    let probes = probe::probe_all(addrs, within, options).await;
     let leader = find_leader(&probes)?;
     let lead = leader.info().expect("a leader answered");
     if lead.node_id == to {
@@ -212,12 +214,13 @@ pub async fn transfer_leader(
     }
     let from = lead.node_id;
     let to_s = to.to_string();
-    let (asked, reply) = to_leader(&probes, &["RAFT.TRANSFER", &to_s], TRANSFER_WITHIN).await?;
+    let (asked, reply) =
+        to_leader(&probes, &["RAFT.TRANSFER", &to_s], TRANSFER_WITHIN, options).await?;
     match reply {
         Reply::Simple(_) => {
             // Best effort: the new term, for the message.
             let term = match probe::by_id(&probes, to) {
-                Some(p) => probe::probe(p.given.clone(), within)
+                Some(p) => probe::probe(p.given.clone(), within, options)
                     .await
                     .info()
                     .map(|i| format!(" (term {})", i.term)),
@@ -233,17 +236,27 @@ pub async fn transfer_leader(
 }
 
 /// `raftctl snapshot ID`: node `id` takes a snapshot now; returns its index.
-pub async fn snapshot(addrs: &[String], id: u64, within: Duration) -> Result<u64, CtlError> {
-    let probes = probe::probe_all(addrs, within).await;
+pub async fn snapshot(
+    addrs: &[String],
+    id: u64,
+    within: Duration,
+    options: &ConnectOptions,
+) -> Result<u64, CtlError> {
+    let probes = probe::probe_all(addrs, within, options).await;
     let node = find_node(&probes, id)?;
     let (_, addr) = node_addr(node)?;
-    let reply = probe::call(addr, &["RAFT.SNAPSHOT"], SNAPSHOT_WITHIN.max(within))
-        .await
-        .map_err(|e| CtlError::Unreachable {
-            id,
-            addr: node.given.clone(),
-            reason: e.to_string(),
-        })?;
+    let reply = probe::call(
+        addr,
+        &["RAFT.SNAPSHOT"],
+        SNAPSHOT_WITHIN.max(within),
+        options,
+    )
+    .await
+    .map_err(|e| CtlError::Unreachable {
+        id,
+        addr: node.given.clone(),
+        reason: e.to_string(),
+    })?;
     match reply {
         Reply::Integer(index) if index >= 0 => Ok(index as u64),
         other => Err(refused(id, &probes, other)),
@@ -255,11 +268,12 @@ pub async fn member(
     addrs: &[String],
     change: &MemberChange,
     within: Duration,
+    options: &ConnectOptions,
 ) -> Result<String, CtlError> {
-    let probes = probe::probe_all(addrs, within).await;
+    let probes = probe::probe_all(addrs, within, options).await;
     let args = change.args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (asked, reply) = to_leader(&probes, &args, MEMBER_WITHIN.max(within)).await?;
+    let (asked, reply) = to_leader(&probes, &args, MEMBER_WITHIN.max(within), options).await?;
     match reply {
         Reply::Simple(text) if text == "OK" => {
             Ok(format!("{} (by leader node {asked})", change.done()))

@@ -9,11 +9,17 @@ use super::CtlError;
 use super::admin::{self, MemberChange};
 use super::probe;
 use super::status::{DEFAULT_LAG_THRESHOLD, Status};
+use crate::client_opts::ClientArgs;
+use crate::resp::ConnectOptions;
 
 /// Administer a raft-node cluster through its nodes' client (Redis protocol) ports.
 ///
 /// Give the client addresses of some or all nodes with --nodes (or RAFTCTL_NODES); raftctl
 /// asks each its RAFT.INFO to learn its node id and finds the leader itself.
+///
+/// Secured nodes: --password (or RAFT_PASSWORD) logs in as the `default` user, with --user
+/// as a named one (the admin commands need an admin user); --tls --cacert FILE connects to
+/// the nodes' TLS client ports (give those in --nodes).
 ///
 /// Exit status: 0 done; 1 the command failed (for `status`: a node unreachable or not
 /// answering RAFT.INFO, no leader, a duplicate or foreign node); 2 bad usage.
@@ -28,6 +34,10 @@ pub struct Cli {
     #[arg(long, default_value_t = 2000, global = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+
+    /// Credentials and TLS.
+    #[command(flatten)]
+    pub client: ClientArgs,
 
     /// What to do.
     #[command(subcommand)]
@@ -134,6 +144,13 @@ pub fn main(cli: Cli) -> i32 {
         eprintln!("raftctl: error: {}", CtlError::NoNodes);
         return 2;
     }
+    let options = match cli.client.connect_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("raftctl: error: {e}");
+            return 2;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -147,12 +164,14 @@ pub fn main(cli: Cli) -> i32 {
     let within = Duration::from_millis(cli.timeout_ms);
     let result = runtime.block_on(async {
         match &cli.cmd {
-            Cmd::Status(args) => return status(&addrs, args, within).await,
-            Cmd::TransferLeader { id } => admin::transfer_leader(&addrs, *id, within).await,
-            Cmd::Snapshot { id } => admin::snapshot(&addrs, *id, within)
+            Cmd::Status(args) => return status(&addrs, args, within, &options).await,
+            Cmd::TransferLeader { id } => {
+                admin::transfer_leader(&addrs, *id, within, &options).await
+            }
+            Cmd::Snapshot { id } => admin::snapshot(&addrs, *id, within, &options)
                 .await
                 .map(|index| format!("node {id}: snapshot taken at index {index}")),
-            Cmd::Member(verb) => admin::member(&addrs, &verb.change(), within).await,
+            Cmd::Member(verb) => admin::member(&addrs, &verb.change(), within, &options).await,
         }
         .map(|message| {
             println!("{message}");
@@ -187,11 +206,27 @@ impl MemberCmd {
 }
 
 /// `raftctl status`, once or with `--watch`; the exit status of the last view.
-async fn status(addrs: &[String], args: &StatusArgs, within: Duration) -> i32 {
+async fn status(
+    addrs: &[String],
+    args: &StatusArgs,
+    within: Duration,
+    options: &ConnectOptions,
+) -> i32 {
     let tty = std::io::stdout().is_terminal();
     let mut first = true;
     loop {
-        let probes = probe::probe_all(addrs, within).await;
+        let probes = probe::probe_all(addrs, within, options).await;
+        if first {
+            // Once, on stderr too: a missing password or an untrusted certificate is the
+            // operator's to fix, and a table cell is easy to miss.
+            let mut said = Vec::new();
+            for e in probes.iter().filter_map(|p| p.result.as_ref().err()) {
+                if e.is_access() && !said.contains(e) {
+                    eprintln!("raftctl: error: {e}");
+                    said.push(e.clone());
+                }
+            }
+        }
         let status = Status::assess(&probes, args.lag_threshold);
         let text = if args.json {
             format!("{}\n", status.to_json())

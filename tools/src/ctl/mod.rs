@@ -32,6 +32,10 @@ pub enum CtlError {
     /// No given address answered.
     #[error("none of the given nodes answered: {0}")]
     NoneAnswered(String),
+    /// No given address answered, and credentials or TLS are why (a password missing or
+    /// refused, a certificate not trusted): the flags must change.
+    #[error("{0}")]
+    Access(probe::ProbeError),
     /// The answering nodes know no leader.
     #[error(
         "no leader: none of the {answered} answering nodes (of {given} given) leads; an \
@@ -108,6 +112,14 @@ pub enum CtlError {
 
 impl CtlError {
     fn none_answered(probes: &[probe::NodeProbe]) -> CtlError {
+        // Said alone: the other addresses most likely fail the same way.
+        if let Some(e) = probes
+            .iter()
+            .filter_map(|p| p.result.as_ref().err())
+            .find(|e| e.is_access())
+        {
+            return CtlError::Access(e.clone());
+        }
         let why: Vec<String> = probes
             .iter()
             .filter_map(|p| Some(format!("{}: {}", p.given, p.result.as_ref().err()?)))

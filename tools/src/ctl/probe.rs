@@ -8,7 +8,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::info::{InfoError, RaftInfo};
-use crate::resp::{self, ClientError, Connection, Reply};
+use crate::client_opts::tls_hint;
+use crate::resp::{self, ClientError, ConnectOptions, Connection, Reply};
 
 /// Why a node gave no usable answer.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -26,6 +27,31 @@ pub enum ProbeError {
     /// The node answered something raftctl does not understand.
     #[error("{0}")]
     Malformed(String),
+    /// The node wants a password and none was given.
+    #[error("node at {0} requires a password: pass --password or set RAFT_PASSWORD")]
+    NoAuth(String),
+    /// The node refused the credentials.
+    #[error("node at {addr}: {reason}")]
+    AuthFailed {
+        /// The address as given.
+        addr: String,
+        /// The node's reply.
+        reason: String,
+    },
+    /// TLS failed (the handshake or later); the reason names the address.
+    #[error("{0}")]
+    Tls(String),
+}
+
+impl ProbeError {
+    /// A failure of credentials or TLS: retrying or asking another node will not help,
+    /// the flags must change.
+    pub fn is_access(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::NoAuth(_) | ProbeError::AuthFailed { .. } | ProbeError::Tls(_)
+        )
+    }
 }
 
 /// One given address and what its RAFT.INFO said.
@@ -46,12 +72,18 @@ impl NodeProbe {
     }
 }
 
-/// Sends one command to `addr` on a fresh connection, waiting up to `within` for
-/// connecting and replying together. An error reply is `Ok(Reply::Error)`: the caller
-/// decides what a refusal means.
-pub async fn call(addr: SocketAddr, args: &[&str], within: Duration) -> Result<Reply, ProbeError> {
+/// Sends one command to `addr` on a fresh connection made as `options` say, waiting up to
+/// `within` for connecting and replying together. An error reply is `Ok(Reply::Error)`:
+/// the caller decides what a refusal means, except that a NOAUTH refusal is
+/// [`ProbeError::NoAuth`].
+pub async fn call(
+    addr: SocketAddr,
+    args: &[&str],
+    within: Duration,
+    options: &ConnectOptions,
+) -> Result<Reply, ProbeError> {
     let call = async {
-        let mut c = Connection::connect(addr).await?;
+        let mut c = Connection::connect_with(addr, options).await?;
         c.call(args).await
     };
     match tokio::time::timeout(within, call).await {
@@ -62,13 +94,24 @@ pub async fn call(addr: SocketAddr, args: &[&str], within: Duration) -> Result<R
         Ok(Err(e @ ClientError::Protocol(_))) => Err(ProbeError::Malformed(format!(
             "{e} (not a raft-node client port?)"
         ))),
+        Ok(Err(ClientError::Auth(reason))) => Err(ProbeError::AuthFailed {
+            addr: addr.to_string(),
+            reason: format!("authentication failed: {reason}"),
+        }),
+        Ok(Err(
+            ref e @ (ClientError::TlsHandshake { ref reason, .. }
+            | ClientError::Tls { ref reason, .. }),
+        )) => Err(ProbeError::Tls(format!("{e}{}", tls_hint(reason)))),
         Ok(Err(e)) => Err(ProbeError::Unreachable(e.to_string())),
+        Ok(Ok(Reply::Error(text))) if text.starts_with("NOAUTH") => {
+            Err(ProbeError::NoAuth(addr.to_string()))
+        }
         Ok(Ok(reply)) => Ok(reply),
     }
 }
 
 /// RAFT.INFO of one address.
-pub async fn probe(given: String, within: Duration) -> NodeProbe {
+pub async fn probe(given: String, within: Duration, options: &ConnectOptions) -> NodeProbe {
     let addr = match tokio::time::timeout(within, resp::resolve(&given)).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
@@ -86,7 +129,7 @@ pub async fn probe(given: String, within: Duration) -> NodeProbe {
             };
         }
     };
-    let result = match call(addr, &["RAFT.INFO"], within).await {
+    let result = match call(addr, &["RAFT.INFO"], within, options).await {
         Ok(Reply::Bulk(text)) => RaftInfo::parse(&String::from_utf8_lossy(&text))
             .map_err(|e: InfoError| ProbeError::Malformed(e.to_string())),
         Ok(Reply::Error(text)) => Err(ProbeError::Refused(text)),
@@ -104,10 +147,17 @@ pub async fn probe(given: String, within: Duration) -> NodeProbe {
 
 /// RAFT.INFO of every address, all at once (an unreachable node costs one timeout, not
 /// one per node); in the order given.
-pub async fn probe_all(addrs: &[String], within: Duration) -> Vec<NodeProbe> {
+pub async fn probe_all(
+    addrs: &[String],
+    within: Duration,
+    options: &ConnectOptions,
+) -> Vec<NodeProbe> {
     let tasks: Vec<_> = addrs
         .iter()
-        .map(|a| tokio::spawn(probe(a.clone(), within)))
+        .map(|a| {
+            let (given, options) = (a.clone(), options.clone());
+            tokio::spawn(async move { probe(given, within, &options).await })
+        })
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
     for (task, given) in tasks.into_iter().zip(addrs) {
@@ -180,12 +230,18 @@ pub(crate) mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let p = probe(format!("127.0.0.1:{port}"), Duration::from_secs(2)).await;
+        let plain = ConnectOptions::default();
+        let p = probe(format!("127.0.0.1:{port}"), Duration::from_secs(2), &plain).await;
         assert_eq!(
             p.result,
             Err(ProbeError::Unreachable("connection refused".into()))
         );
-        let p = probe("no-such-host.invalid:1".into(), Duration::from_secs(5)).await;
+        let p = probe(
+            "no-such-host.invalid:1".into(),
+            Duration::from_secs(5),
+            &plain,
+        )
+        .await;
         assert!(matches!(p.result, Err(ProbeError::Resolve(_))), "{p:?}");
     }
 }

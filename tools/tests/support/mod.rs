@@ -1,6 +1,6 @@
 //! What the tools' integration tests share: a 3-node cluster of real `raft-node run`
-//! processes on 127.0.0.1 (the chaos run's `Cluster`, in a temporary directory), and
-//! running the binaries.
+//! processes on 127.0.0.1 (the chaos run's `Cluster`, in a temporary directory), with extra
+//! flags and environment when a test secures it ([`Setup`]), and running the binaries.
 //!
 //! The node binary is the `raft-node` next to the tools' binaries: `cargo nextest run
 //! --workspace` (scripts/test.sh) builds it; alone, run `cargo build -p raft-node --bin
@@ -8,12 +8,14 @@
 
 #![allow(dead_code)] // Each test binary uses its own part.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tools::chaos::cluster::Cluster;
+use tools::resp::Credentials;
 
 pub const RAFTCTL: &str = env!("CARGO_BIN_EXE_raftctl");
 pub const RAFT_BENCH: &str = env!("CARGO_BIN_EXE_raft-bench");
@@ -48,8 +50,25 @@ pub struct TestCluster {
     _serial: MutexGuard<'static, ()>,
 }
 
+/// What a test adds to the default cluster.
+#[derive(Default)]
+pub struct Setup {
+    /// `raft-node run` flags of every node.
+    pub args: Vec<String>,
+    /// Environment of every node.
+    pub env: Vec<(String, String)>,
+    /// Flags of one node: (id, flags).
+    pub node_args: Vec<(u64, Vec<String>)>,
+    /// What the harness logs in with to ask RAFT.INFO, when the nodes want a password.
+    pub credentials: Option<Credentials>,
+}
+
 impl TestCluster {
     pub fn start() -> TestCluster {
+        TestCluster::start_with(Setup::default())
+    }
+
+    pub fn start_with(setup: Setup) -> TestCluster {
         let serial = serial();
         let dir = tempfile::Builder::new()
             .prefix("tools-test-")
@@ -59,10 +78,20 @@ impl TestCluster {
             .enable_all()
             .build()
             .unwrap();
-        let args = ["--worker-threads", "1"].map(String::from).to_vec();
+        let mut args = ["--worker-threads", "1"].map(String::from).to_vec();
+        args.extend(setup.args);
         let mut cluster = Cluster::create(&node_bin(), dir.path(), 3, args)
             .unwrap()
             .with_fault_injection(false);
+        for (k, v) in &setup.env {
+            cluster = cluster.with_env(k, v);
+        }
+        for (id, a) in setup.node_args {
+            cluster = cluster.with_node_args(id, a);
+        }
+        if let Some(c) = setup.credentials {
+            cluster = cluster.with_credentials(c);
+        }
         runtime.block_on(async {
             for id in cluster.ids() {
                 cluster.start(id).await.unwrap();
@@ -101,6 +130,8 @@ pub fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(args)
         // The caller's environment must not leak in; the test's may.
         .env_remove("RAFTCTL_NODES")
+        .env_remove("RAFT_USER")
+        .env_remove("RAFT_PASSWORD")
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -128,4 +159,54 @@ pub fn stderr(out: &Output) -> String {
 pub fn dead_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// `echo -n PASSWORD | raft-node hash-password --iterations 1000` (the fewest allowed:
+/// the tests log in often).
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(node_bin())
+        .args(["hash-password", "--iterations", "1000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "hash-password failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `raft-node certs --out DIR --ids 1` plus `extra` flags; panics if it fails.
+pub fn certs(dir: &Path, extra: &[&str]) {
+    let out = Command::new(node_bin())
+        .arg("certs")
+        .arg("--out")
+        .arg(dir)
+        .args(["--ids", "1"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "raft-node certs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `bin` until it exits 0 (a cluster is briefly not ok after its election), up to
+/// 20 s; the last run.
+pub fn run_until_ok(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(bin, args, env);
+        if out.status.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
