@@ -121,14 +121,47 @@ impl ClusterCa {
         not_after: SystemTime,
     ) -> Result<NodeCert, CertError> {
         let name = node_name(id);
-        let mut params = CertificateParams::new(vec![name.clone()])?;
+        let (cert_pem, key_pem) = self.sign(&name, vec![name.clone()], not_before, not_after)?;
+        Ok(NodeCert {
+            id,
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// A certificate for TLS outside the peer transport (a client port, a client), valid for
+    /// ten years: `names` (DNS names or IP addresses) are its subject alternative names.
+    /// Returns the certificate and the private key (PEM).
+    pub fn issue_named(
+        &self,
+        common_name: &str,
+        names: &[String],
+    ) -> Result<(String, String), CertError> {
+        let now = SystemTime::now();
+        self.sign(
+            common_name,
+            names.to_vec(),
+            now - Duration::from_secs(3600),
+            now + VALIDITY,
+        )
+    }
+
+    fn sign(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<(String, String), CertError> {
+        // rcgen makes an IP address SAN of a name that parses as one.
+        let mut params = CertificateParams::new(names)?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.not_before = not_before.into();
         params.not_after = not_after.into();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        // Every node is both a server (it accepts) and a client (it dials).
+        // Both: a node accepts and dials; a client port serves, a client dials.
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -136,11 +169,7 @@ impl ClusterCa {
         let key = KeyPair::generate()?;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer)?;
-        Ok(NodeCert {
-            id,
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok((cert.pem(), key.serialize_pem()))
     }
 }
 
@@ -162,6 +191,22 @@ pub fn write_cluster_certs(dir: &Path, ids: &[NodeId]) -> Result<(), CertError> 
         write_file(&dir.join(format!("{base}.key")), &node.key_pem, true)?;
     }
     Ok(())
+}
+
+/// Writes `<base>.crt` and `<base>.key` into `dir`, signed by the CA there (`ca.crt`,
+/// `ca.key`, as [`write_cluster_certs`] writes them); see [`ClusterCa::issue_named`].
+pub fn write_named_cert(dir: &Path, base: &str, names: &[String]) -> Result<(), CertError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| CertError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let ca = ClusterCa::from_pem(&read("ca.crt")?, &read("ca.key")?)?;
+    let (cert, key) = ca.issue_named(base, names)?;
+    write_file(&dir.join(format!("{base}.crt")), &cert, false)?;
+    write_file(&dir.join(format!("{base}.key")), &key, true)
 }
 
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CertError> {

@@ -1,22 +1,27 @@
 //! The client port: RESP2 over TCP, pipelined. A connection takes every request that has
 //! arrived (up to [`MAX_BATCH`]) and runs them in order, as Redis does: consecutive writes go
 //! to the leader as one ordered batch, consecutive reads share one read barrier, and the
-//! replies go out in one write.
+//! replies go out in one write. The same port logic serves plain TCP and TLS.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
-use crate::commands::{After, CommandLimits, execute_pipeline};
+use crate::commands::{After, CommandLimits, Session, execute_pipeline};
 use crate::handle::NodeHandle;
 use crate::resp::{Limits, Reply, RequestParser};
 
 /// Most requests of one connection executed together (a longer pipeline is taken in parts).
 const MAX_BATCH: usize = 1024;
+/// A TLS client that has not finished its handshake after this long is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the client port.
 #[derive(Clone, Copy, Debug)]
@@ -28,9 +33,11 @@ pub struct ClientSettings {
 }
 
 /// Accepts connections until `stop` turns true; then every connection finishes the requests
-/// it has read, answers them and closes. `open` counts the connections still open.
+/// it has read, answers them and closes. `open` counts the connections still open (of every
+/// client port). With `tls`, a connection speaks RESP inside TLS.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     node: NodeHandle,
     settings: ClientSettings,
     mut stop: watch::Receiver<bool>,
@@ -62,9 +69,30 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         open.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("raft_client_connections").increment(1.0);
-        let (node, stop, open) = (node.clone(), stop.clone(), open.clone());
+        let (node, stop, open, tls) = (node.clone(), stop.clone(), open.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, node, settings, stop).await {
+            let ended = match tls {
+                None => connection(stream, peer, node, settings, stop).await,
+                Some(tls) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, peer, node, settings, stop).await,
+                        Ok(Err(e)) => {
+                            // A plain client on the TLS port, an unknown client certificate ...
+                            metrics::counter!("raft_client_tls_handshake_failures_total")
+                                .increment(1);
+                            tracing::info!(client = %peer, error = %e, "client TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            metrics::counter!("raft_client_tls_handshake_failures_total")
+                                .increment(1);
+                            tracing::info!(client = %peer, "client TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(peer = %peer, error = %e, "client connection ended");
             }
             open.fetch_sub(1, Ordering::Relaxed);
@@ -74,12 +102,17 @@ pub async fn serve(
 }
 
 async fn connection(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite,
+    peer: SocketAddr,
     node: NodeHandle,
     settings: ClientSettings,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut session = Session {
+        identity: node.auth.initial(),
+        peer: peer.ip(),
+    };
     let mut parser = RequestParser::new(Limits {
         max_bulk_bytes: settings.limits.max_request_bytes,
         ..Limits::default()
@@ -107,7 +140,9 @@ async fn connection(
         }
         if !requests.is_empty() {
             let mut close = false;
-            for (reply, after) in execute_pipeline(&node, &settings.limits, requests).await {
+            for (reply, after) in
+                execute_pipeline(&node, &settings.limits, &mut session, requests).await
+            {
                 reply.encode(&mut out);
                 close |= after == After::Close;
             }

@@ -2,10 +2,12 @@
 //! with Redis's reply types and error texts.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use raft_core::Role;
 
+use crate::auth::{Auth, Identity};
 use crate::command::{Command, Outcome, SetCond};
 use crate::error::RequestError;
 use crate::handle::NodeHandle;
@@ -21,6 +23,15 @@ pub struct CommandLimits {
     pub max_value_bytes: usize,
     /// Largest request, all arguments together.
     pub max_request_bytes: usize,
+}
+
+/// One connection's state that commands read and change.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Who is logged in: none until `AUTH` when a password is required.
+    pub identity: Option<Identity>,
+    /// The client's address (failed logins are slowed down per address).
+    pub peer: IpAddr,
 }
 
 /// What the connection does after the reply.
@@ -56,6 +67,7 @@ const COMMANDS: &[(&str, i32)] = &[
     ("config", -1),
     ("client", -1),
     ("hello", -1),
+    ("auth", -2),
     ("raft.info", 1),
     ("raft.snapshot", 1),
     ("raft.transfer", 2),
@@ -118,26 +130,44 @@ fn classify(limits: &CommandLimits, args: Vec<Bytes>) -> Step {
 /// Runs the requests one connection sent together, with Redis's ordering: each sees the
 /// effects of those before it and none of those after it. Consecutive writes go to the
 /// leader as one ordered batch; consecutive reads share one read barrier. Stops after QUIT.
+/// Each command runs with the rights of `session` as it is when the command's turn comes
+/// (an `AUTH` in the pipeline changes it for the commands after it).
 pub async fn execute_pipeline(
     node: &NodeHandle,
     limits: &CommandLimits,
+    session: &mut Session,
     requests: Vec<Vec<Bytes>>,
 ) -> Vec<(Reply, After)> {
     let steps: Vec<Step> = requests.into_iter().map(|a| classify(limits, a)).collect();
     let mut out = Vec::with_capacity(steps.len());
     let mut steps = steps.into_iter().peekable();
     while let Some(step) = steps.next() {
+        let allowed = |name: &'static str| Auth::check(session.identity.as_ref(), name).is_ok();
+        let name = match &step {
+            Step::Done(_) => None,
+            Step::Write(n, _) | Step::Read(n, _) | Step::Other(n, _) => Some(*n),
+        };
+        let denied = name.and_then(|n| Some((n, Auth::check(session.identity.as_ref(), n).err()?)));
+        if let Some((name, denied)) = denied {
+            metrics::counter!("raft_client_denied_total", "cmd" => name).increment(1);
+            count(name, false);
+            out.push((Reply::Error(denied.to_string()), After::Continue));
+            continue;
+        }
         match step {
             Step::Done(reply) => out.push((reply, After::Continue)),
             Step::Write(name, cmd) => {
                 let (mut names, mut cmds) = (vec![name], vec![cmd]);
-                while let Some(Step::Write(..)) = steps.peek() {
-                    if let Some(Step::Write(n, c)) = steps.next() {
-                        names.push(n);
-                        cmds.push(c);
-                    }
+                while let Some(Step::Write(n, c)) =
+                    steps.next_if(|s| matches!(s, Step::Write(n, _) if allowed(n)))
+                {
+                    names.push(n);
+                    cmds.push(c);
                 }
-                let results = node.write_batch(&cmds).await;
+                // Checked above: a write runs only for a logged-in client. The leader
+                // checks the user again when the write is forwarded to it.
+                let user = session.identity.as_ref().map_or("", |w| &*w.user);
+                let results = node.write_batch(user, &cmds).await;
                 for (name, result) in names.iter().zip(results) {
                     let reply = write_reply(result);
                     count(name, !matches!(reply, Reply::Error(_)));
@@ -146,10 +176,10 @@ pub async fn execute_pipeline(
             }
             Step::Read(name, args) => {
                 let mut reads = vec![(name, args)];
-                while let Some(Step::Read(..)) = steps.peek() {
-                    if let Some(Step::Read(n, a)) = steps.next() {
-                        reads.push((n, a));
-                    }
+                while let Some(Step::Read(n, a)) =
+                    steps.next_if(|s| matches!(s, Step::Read(n, _) if allowed(n)))
+                {
+                    reads.push((n, a));
                 }
                 let barrier = node.read_barrier().await;
                 for (name, args) in reads {
@@ -162,7 +192,7 @@ pub async fn execute_pipeline(
                 }
             }
             Step::Other(name, args) => {
-                let reply = run(node, name, &args[1..]).await;
+                let reply = run(node, session, name, &args[1..]).await;
                 count(name, !matches!(reply, Reply::Error(_)));
                 if name == "quit" {
                     out.push((reply, After::Close));
@@ -308,7 +338,7 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
     })
 }
 
-async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
+async fn run(node: &NodeHandle, session: &mut Session, name: &str, a: &[Bytes]) -> Reply {
     match name {
         "ping" => match a {
             [] => Reply::Simple("PONG".into()),
@@ -324,7 +354,23 @@ async fn run(node: &NodeHandle, name: &str, a: &[Bytes]) -> Reply {
         // Clients probe these at connect; answer so they carry on.
         "command" | "config" => Reply::Array(Vec::new()),
         "client" => Reply::ok(),
-        "hello" => hello(node, a),
+        "hello" => hello(node, session, a).await,
+        "auth" => match a {
+            [_] if !node.auth.required() => Reply::err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+            [password] => {
+                login(
+                    node,
+                    session,
+                    crate::auth::DEFAULT_USER.as_bytes(),
+                    password,
+                )
+                .await
+            }
+            [user, password] => login(node, session, user, password).await,
+            _ => Reply::err("syntax error"),
+        },
         "info" => match node.status().await {
             Ok(st) => Reply::Bulk(crate::info::info(node, &st, a.first()).into()),
             Err(e) => request_error(e),
@@ -425,11 +471,51 @@ async fn member(node: &NodeHandle, a: &[Bytes]) -> Reply {
     }
 }
 
-fn hello(node: &NodeHandle, a: &[Bytes]) -> Reply {
+/// `AUTH`: on success the connection takes the user's rights; on failure it keeps its own.
+async fn login(node: &NodeHandle, session: &mut Session, user: &[u8], password: &[u8]) -> Reply {
+    if !node.auth.required() && user == crate::auth::DEFAULT_USER.as_bytes() {
+        // As Redis without a password: `default` takes any password.
+        return Reply::ok();
+    }
+    match node.auth.login(session.peer, user, password).await {
+        Some(who) => {
+            session.identity = Some(who);
+            Reply::ok()
+        }
+        None => Reply::Error(crate::auth::WRONGPASS.into()),
+    }
+}
+
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`: only RESP2 is spoken.
+async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
     if let Some(v) = a.first() {
         if &v[..] != b"2" {
             return Reply::Error("NOPROTO sorry, this protocol version is not supported".into());
         }
+    }
+    let mut opts = a.iter().skip(1);
+    let mut auth = None;
+    while let Some(opt) = opts.next() {
+        match opt.to_ascii_lowercase().as_slice() {
+            b"auth" => match (opts.next(), opts.next()) {
+                (Some(u), Some(p)) => auth = Some((u, p)),
+                _ => return Reply::err("Syntax error in HELLO option 'auth'"),
+            },
+            b"setname" if opts.next().is_some() => {}
+            _ => {
+                return Reply::err(format!("Syntax error in HELLO option '{}'", trunc(opt)));
+            }
+        }
+    }
+    if let Some((user, password)) = auth {
+        if let Reply::Error(e) = login(node, session, user, password).await {
+            return Reply::Error(e);
+        }
+    }
+    if session.identity.is_none() {
+        return Reply::Error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+        );
     }
     let role = match node.role().role {
         Role::Leader => "master",

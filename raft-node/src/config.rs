@@ -54,8 +54,26 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The peer (QUIC) address to listen on.
     pub raft_addr: SocketAddr,
-    /// The client (RESP) address to listen on.
+    /// The client (RESP) address to listen on, plain TCP (default 127.0.0.1:6379).
     pub client_addr: SocketAddr,
+    /// Serve plain TCP on `client_addr` (default true; false needs `client_tls_addr`).
+    pub client_plain: bool,
+    /// A second client address that speaks TLS (as Redis's `tls-port`); needs
+    /// `client_tls_cert` and `client_tls_key`.
+    pub client_tls_addr: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS client port.
+    pub client_tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS client port.
+    pub client_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, TLS clients must present a certificate it signed.
+    pub client_tls_ca: Option<PathBuf>,
+    /// The password of the `default` user (an admin), as Redis's `requirepass`. Only from
+    /// `--requirepass` or `RAFT_REQUIREPASS`: the config file holds hashes, not passwords.
+    #[serde(skip)]
+    pub requirepass: Option<String>,
+    /// Named users (`[[users]]` with `name`, `role` = "data" | "admin", `password_hash`).
+    /// With any user or `requirepass`, clients must `AUTH` first.
+    pub users: Vec<crate::auth::UserConfig>,
     /// The Prometheus endpoint (`/metrics`); none by default.
     pub metrics_addr: Option<SocketAddr>,
     /// Every member of a new cluster, `ID=HOST:PORT`, this node included. A node restarted
@@ -117,6 +135,13 @@ impl Default for NodeConfig {
             data_dir: PathBuf::new(),
             raft_addr: SocketAddr::from(([127, 0, 0, 1], 7001)),
             client_addr: SocketAddr::from(([127, 0, 0, 1], 6379)),
+            client_plain: true,
+            client_tls_addr: None,
+            client_tls_cert: None,
+            client_tls_key: None,
+            client_tls_ca: None,
+            requirepass: None,
+            users: Vec::new(),
             metrics_addr: None,
             peers: Vec::new(),
             certs: PathBuf::new(),
@@ -185,13 +210,39 @@ impl NodeConfig {
         if self.max_request_bytes < self.max_value_bytes {
             return bad("max_request_bytes must be at least max_value_bytes");
         }
-        if self.enable_fault_injection && !self.client_addr.ip().is_loopback() {
+        match (
+            &self.client_tls_addr,
+            &self.client_tls_cert,
+            &self.client_tls_key,
+        ) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => {}
+            (Some(_), _, _) => {
+                return bad("client_tls_addr needs client_tls_cert and client_tls_key");
+            }
+            (None, _, _) => return bad("client_tls_cert and client_tls_key need client_tls_addr"),
+        }
+        if self.client_tls_ca.is_some() && self.client_tls_addr.is_none() {
+            return bad("client_tls_ca needs client_tls_addr");
+        }
+        if !self.client_plain && self.client_tls_addr.is_none() {
+            return bad("without the plain client port, client_tls_addr is needed");
+        }
+        if let Some(addr) = self
+            .client_addrs()
+            .into_iter()
+            .find(|a| self.enable_fault_injection && !a.ip().is_loopback())
+        {
             return Err(NodeError::Config(format!(
-                "fault injection is for tests only and needs a loopback client address, not {}",
-                self.client_addr
+                "fault injection is for tests only and needs loopback client addresses, not {addr}"
             )));
         }
         Ok(())
+    }
+
+    /// The client addresses served: the plain one, the TLS one.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        let plain = self.client_plain.then_some(self.client_addr);
+        plain.into_iter().chain(self.client_tls_addr).collect()
     }
 
     /// One tick.

@@ -34,6 +34,9 @@ pub enum RequestError {
         "TRYAGAIN the node stopped before the write's outcome was known; it may or may not have been applied"
     )]
     StoppedUnknown,
+    /// The client may not do this (`NOAUTH ...`, `NOPERM ...`); nothing was proposed.
+    #[error("{0}")]
+    Denied(String),
     /// The leader refused a forwarded command; its reply text, as it would have sent it.
     #[error("{0}")]
     Remote(String),

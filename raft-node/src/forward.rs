@@ -1,7 +1,9 @@
 //! The frames of the forwarding stream: a follower sends the leader a batch of write
 //! commands (the pipelined writes of one client, in order) and gets one result per command.
 //!
-//! Request: `u32 count`, then per command `u32 len` + [`Command`] bytes. Response: `u32
+//! Request: `u16 len` + the client's user name (UTF-8; the leader applies that user's
+//! rights, see [`crate::auth`]), `u32 count`, then per command `u32 len` + [`Command`]
+//! bytes. Response: `u32
 //! count`, then per result `u32 len` + one of: `0` + [`Outcome`], `1` + `u64` leader id (not
 //! the leader: nothing was proposed), `2` + UTF-8 error text. Lengths are little-endian and
 //! checked against the bytes present.
@@ -16,9 +18,18 @@ const R_OUTCOME: u8 = 0;
 const R_NOT_LEADER: u8 = 1;
 const R_ERROR: u8 = 2;
 
-/// Encodes a batch of encoded commands.
-pub(crate) fn encode_request(cmds: &[Bytes]) -> Bytes {
-    let mut b = BytesMut::with_capacity(4 + cmds.iter().map(|c| 4 + c.len()).sum::<usize>());
+/// The longest user name a request carries.
+const MAX_USER: usize = 1024;
+
+/// Encodes a batch of encoded commands sent for `user`.
+pub(crate) fn encode_request(user: &str, cmds: &[Bytes]) -> Bytes {
+    // Names come from the configuration and are short; a longer one cannot be a user.
+    let user = if user.len() <= MAX_USER { user } else { "" };
+    let mut b = BytesMut::with_capacity(
+        2 + user.len() + 4 + cmds.iter().map(|c| 4 + c.len()).sum::<usize>(),
+    );
+    b.put_u16_le(user.len() as u16);
+    b.put_slice(user.as_bytes());
     b.put_u32_le(cmds.len() as u32);
     for c in cmds {
         b.put_u32_le(c.len() as u32);
@@ -27,13 +38,24 @@ pub(crate) fn encode_request(cmds: &[Bytes]) -> Bytes {
     b.freeze()
 }
 
-/// Decodes a request into its commands (each checked to decode as a [`Command`]).
-pub(crate) fn decode_request(body: &Bytes) -> Result<Vec<Bytes>, DecodeError> {
-    let items = split(body)?;
+/// Decodes a request into the user and the commands (each checked to decode as a
+/// [`Command`]).
+pub(crate) fn decode_request(body: &Bytes) -> Result<(String, Vec<Bytes>), DecodeError> {
+    let mut r = body.clone();
+    if r.remaining() < 2 {
+        return Err(DecodeError("truncated user"));
+    }
+    let len = r.get_u16_le() as usize;
+    if len > MAX_USER || r.remaining() < len {
+        return Err(DecodeError("bad user length"));
+    }
+    let user = String::from_utf8(r.split_to(len).to_vec())
+        .map_err(|_| DecodeError("user name is not UTF-8"))?;
+    let items = split(&r)?;
     for c in &items {
         Command::decode(c)?;
     }
-    Ok(items)
+    Ok((user, items))
 }
 
 /// Encodes one result per command.
@@ -138,8 +160,8 @@ mod tests {
                 .encode()
             })
             .collect();
-        let req = encode_request(&cmds);
-        assert_eq!(decode_request(&req).unwrap(), cmds);
+        let req = encode_request("app", &cmds);
+        assert_eq!(decode_request(&req).unwrap(), ("app".to_string(), cmds));
         for n in 0..req.len() {
             assert!(decode_request(&req.slice(..n)).is_err(), "prefix {n}");
         }

@@ -33,6 +33,7 @@ pub struct NodeHandle {
     pub(crate) role: watch::Receiver<RoleInfo>,
     pub(crate) applied: watch::Receiver<LogIndex>,
     pub(crate) kv: KvStore,
+    pub(crate) auth: Arc<crate::auth::Auth>,
     pub(crate) transport: Arc<Transport>,
     pub(crate) read_mode: ReadMode,
     pub(crate) timeout: Duration,
@@ -54,16 +55,21 @@ impl NodeHandle {
     /// Replicates `cmd` and returns its outcome once it is committed and applied. On a
     /// follower the command is forwarded to the leader. Retries while no leader is known,
     /// until the request deadline.
-    pub async fn write(&self, cmd: &Command) -> Result<Outcome, RequestError> {
-        let mut results = self.write_batch(std::slice::from_ref(cmd)).await;
+    pub async fn write(&self, user: &str, cmd: &Command) -> Result<Outcome, RequestError> {
+        let mut results = self.write_batch(user, std::slice::from_ref(cmd)).await;
         results.pop().unwrap_or(Err(RequestError::Dropped))
     }
 
     /// Replicates `cmds` in this order (one client's pipelined writes: they are applied in
     /// the order sent) and returns one result per command. A refusal that left a command
     /// unapplied (no leader, a leadership change) is retried, with every command after it,
-    /// at the next leader; commands before it keep their results.
-    pub async fn write_batch(&self, cmds: &[Command]) -> Vec<Result<Outcome, RequestError>> {
+    /// at the next leader; commands before it keep their results. `user` is the client's (see
+    /// [`crate::auth`]): a forwarded write runs with its rights on the leader.
+    pub async fn write_batch(
+        &self,
+        user: &str,
+        cmds: &[Command],
+    ) -> Vec<Result<Outcome, RequestError>> {
         let deadline = Instant::now() + self.timeout;
         let data: Vec<Bytes> = cmds.iter().map(Command::encode).collect();
         let mut results: Vec<Result<Outcome, RequestError>> = Vec::with_capacity(cmds.len());
@@ -74,7 +80,7 @@ impl NodeHandle {
             let attempt = if info.role == Role::Leader {
                 self.propose_local(rest, deadline).await
             } else if !info.leader.is_none() {
-                self.forward(info.leader, rest, deadline).await
+                self.forward(info.leader, user, rest, deadline).await
             } else {
                 vec![
                     Err(RequestError::NotLeader {
@@ -136,6 +142,7 @@ impl NodeHandle {
     async fn forward(
         &self,
         leader: NodeId,
+        user: &str,
         data: &[Bytes],
         deadline: Instant,
     ) -> Vec<Result<Outcome, RequestError>> {
@@ -144,7 +151,7 @@ impl NodeHandle {
         let blocked = self.faults.blocks(leader);
         let call = self
             .transport
-            .forward(leader, crate::forward::encode_request(data));
+            .forward(leader, crate::forward::encode_request(user, data));
         // Fault injection: a forward into a cut network is never answered.
         let call = async move {
             if blocked {
@@ -355,8 +362,9 @@ fn is_refusal(r: &Result<Outcome, RequestError>) -> bool {
 
 /// Serves a batch forwarded by a follower: proposes it here, in order, if this node leads
 /// (never forwards again, so a stale leader hint cannot make a loop).
+/// The user the follower authenticated must be one this node knows.
 pub(crate) async fn serve_forward(handle: &NodeHandle, body: Bytes) -> Bytes {
-    let cmds = match crate::forward::decode_request(&body) {
+    let (user, cmds) = match crate::forward::decode_request(&body) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "undecodable forwarded request");
@@ -365,7 +373,10 @@ pub(crate) async fn serve_forward(handle: &NodeHandle, body: Bytes) -> Bytes {
         }
     };
     let info = handle.role();
-    let results = if info.role != Role::Leader {
+    let results = if let Err(denied) = handle.auth.forwarded(&user) {
+        tracing::warn!(%user, "refused a forwarded write: the user is unknown here");
+        vec![Err(RequestError::Denied(denied.to_string())); cmds.len()]
+    } else if info.role != Role::Leader {
         vec![
             Err(RequestError::NotLeader {
                 leader: info.leader

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod apply;
+pub mod auth;
 mod client;
 pub mod command;
 mod commands;
@@ -46,6 +47,7 @@ pub mod metrics;
 mod node;
 pub mod resp;
 mod snapshot;
+mod tls;
 
 pub use config::{NodeConfig, ReadMode, parse_peers};
 pub use driver::RoleInfo;

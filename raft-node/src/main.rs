@@ -34,6 +34,21 @@ enum Cmd {
         /// Replace an existing CA in the directory.
         #[arg(long)]
         force: bool,
+        /// Also write `client-port.crt` / `.key` for the TLS client port, with these names
+        /// (DNS names or IP addresses, comma-separated) as the ones clients connect to.
+        #[arg(long, value_delimiter = ',')]
+        client_port_names: Vec<String>,
+        /// Also write `client-<name>.crt` / `.key`, client certificates for the TLS client
+        /// port when it verifies them (`--client-tls-ca DIR/ca.crt`).
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
+    },
+    /// Read a password on standard input and print its salted hash, for a user's
+    /// `password_hash` in the config file.
+    HashPassword {
+        /// PBKDF2 iterations (more is slower to check and to guess).
+        #[arg(long, default_value_t = raft_node::auth::DEFAULT_ITERATIONS)]
+        iterations: u32,
     },
     /// Run one node.
     Run(Box<RunArgs>),
@@ -66,9 +81,28 @@ struct RunArgs {
     /// Peer (QUIC) listen address.
     #[arg(long)]
     raft_addr: Option<SocketAddr>,
-    /// Client (RESP) listen address.
+    /// Client (RESP) listen address, plain TCP.
     #[arg(long)]
     client_addr: Option<SocketAddr>,
+    /// Serve clients over TLS only (on --client-tls-addr), not on --client-addr.
+    #[arg(long)]
+    no_plain_client: bool,
+    /// Client listen address that speaks TLS.
+    #[arg(long)]
+    client_tls_addr: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS client port.
+    #[arg(long)]
+    client_tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS client port.
+    #[arg(long)]
+    client_tls_key: Option<PathBuf>,
+    /// PEM CA: TLS clients must present a certificate it signed.
+    #[arg(long)]
+    client_tls_ca: Option<PathBuf>,
+    /// Password of the `default` user (an admin); clients must AUTH. Prefer the
+    /// environment variable: a flag shows in `ps`.
+    #[arg(long, env = "RAFT_REQUIREPASS", hide_env_values = true)]
+    requirepass: Option<String>,
     /// Prometheus endpoint address.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
@@ -132,6 +166,24 @@ impl RunArgs {
         if let Some(m) = self.metrics_addr {
             c.metrics_addr = Some(m);
         }
+        for (flag, field) in [
+            (&self.client_tls_cert, &mut c.client_tls_cert),
+            (&self.client_tls_key, &mut c.client_tls_key),
+            (&self.client_tls_ca, &mut c.client_tls_ca),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
+        if self.client_tls_addr.is_some() {
+            c.client_tls_addr = self.client_tls_addr;
+        }
+        if self.no_plain_client {
+            c.client_plain = false;
+        }
+        if self.requirepass.is_some() {
+            c.requirepass.clone_from(&self.requirepass);
+        }
         if let Some(p) = &self.peers {
             c.peers = vec![p.clone()];
         }
@@ -156,7 +208,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.cmd {
-        Cmd::Certs { out, ids, force } => certs(&out, &ids, force),
+        Cmd::Certs {
+            out,
+            ids,
+            force,
+            client_port_names,
+            clients,
+        } => {
+            certs(&out, &ids, force).and_then(|()| client_certs(&out, &client_port_names, &clients))
+        }
+        Cmd::HashPassword { iterations } => hash_password(iterations),
         Cmd::Run(args) => args
             .config()
             .and_then(|cfg| runtime(cfg.worker_threads).and_then(|rt| rt.block_on(run(cfg)))),
@@ -201,6 +262,53 @@ fn certs(out: &Path, ids: &[u64], force: bool) -> Result<(), NodeError> {
         ids.len(),
         out.display()
     );
+    Ok(())
+}
+
+/// The TLS client port's certificate and client certificates, signed by the CA in `out`.
+fn client_certs(out: &Path, port_names: &[String], clients: &[String]) -> Result<(), NodeError> {
+    let write = |base: &str, names: &[String]| {
+        raft_net_quic::certs::write_named_cert(out, base, names)
+            .map_err(|e| NodeError::Config(e.to_string()))
+    };
+    if !port_names.is_empty() {
+        write("client-port", port_names)?;
+        println!(
+            "wrote client-port.crt and client-port.key for {}",
+            port_names.join(", ")
+        );
+    }
+    for name in clients {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(NodeError::Config(format!(
+                "client name {name:?}: use letters, digits, - and _"
+            )));
+        }
+        write(&format!("client-{name}"), std::slice::from_ref(name))?;
+        println!("wrote client-{name}.crt and client-{name}.key");
+    }
+    Ok(())
+}
+
+fn hash_password(iterations: u32) -> Result<(), NodeError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(NodeError::io_fn("reading the password from standard input"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(NodeError::Config(
+            "no password on standard input (echo -n PASSWORD | raft-node hash-password)".into(),
+        ));
+    }
+    let hash = raft_node::auth::PasswordHash::new(password.as_bytes(), iterations)
+        .map_err(NodeError::Config)?;
+    println!("{hash}");
     Ok(())
 }
 

@@ -26,12 +26,14 @@ use crate::snapshot::Snapshots;
 pub struct Node {
     handle: NodeHandle,
     client_addr: SocketAddr,
+    client_tls_addr: Option<SocketAddr>,
     raft_addr: SocketAddr,
     stop: watch::Sender<bool>,
     /// Stops the driver, after the clients (so in-flight writes can still commit).
     stop_driver: watch::Sender<bool>,
     driver: JoinHandle<Result<(), NodeError>>,
-    clients: JoinHandle<()>,
+    /// One accept loop per client port.
+    clients: Vec<JoinHandle<()>>,
     open_clients: Arc<AtomicUsize>,
     background: Vec<JoinHandle<()>>,
     transport: Arc<Transport>,
@@ -53,6 +55,26 @@ fn lower_rocksdb_background_priority() {
     }
 }
 
+/// Says loudly when anyone who can reach a client port can use it: a port on a non-loopback
+/// address without passwords (and, for TLS, without client certificates).
+fn warn_if_open(cfg: &NodeConfig, auth_required: bool) {
+    if auth_required {
+        return;
+    }
+    let plain = cfg.client_plain.then_some(cfg.client_addr);
+    let tls = cfg.client_tls_addr.filter(|_| cfg.client_tls_ca.is_none());
+    for addr in plain.into_iter().chain(tls) {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                client = %addr,
+                "SECURITY WARNING: the client port listens on a non-loopback address without \
+                 --requirepass or users: anyone who can reach it can read, write and \
+                 reconfigure the cluster"
+            );
+        }
+    }
+}
+
 impl Node {
     /// Opens the node's storage in `cfg.data_dir` (creating it for a new node), starts the
     /// transport and the client listener. Must run inside a multi-threaded tokio runtime.
@@ -60,6 +82,19 @@ impl Node {
         cfg.validate()?;
         let id = NodeId(cfg.id);
         let peers = cfg.peer_map()?;
+        let auth = Arc::new(
+            crate::auth::Auth::new(cfg.requirepass.as_deref(), &cfg.users)
+                .map_err(NodeError::Config)?,
+        );
+        let tls = match (&cfg.client_tls_cert, &cfg.client_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(
+                cert,
+                key,
+                cfg.client_tls_ca.as_deref(),
+            )?),
+            _ => None,
+        };
+        warn_if_open(&cfg, auth.required());
         std::fs::create_dir_all(&cfg.data_dir).map_err(NodeError::io_fn(format!(
             "creating {}",
             cfg.data_dir.display()
@@ -204,6 +239,7 @@ impl Node {
             role: role_rx,
             applied: applied_rx.clone(),
             kv,
+            auth,
             transport: transport.clone(),
             read_mode: cfg.read_mode,
             timeout: cfg.request_timeout(),
@@ -267,15 +303,21 @@ impl Node {
             }
         }));
 
-        let listener = tokio::net::TcpListener::bind(cfg.client_addr)
-            .await
-            .map_err(NodeError::io_fn(format!(
-                "listening on {}",
-                cfg.client_addr
-            )))?;
-        let client_addr = listener
-            .local_addr()
-            .map_err(NodeError::io_fn("reading the client address"))?;
+        let mut listeners = Vec::new();
+        let plain = cfg.client_plain.then_some((cfg.client_addr, None));
+        let secure = cfg.client_tls_addr.map(|a| (a, tls));
+        for (addr, tls) in plain.into_iter().chain(secure) {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(NodeError::io_fn(format!("listening on {addr}")))?;
+            let bound = l
+                .local_addr()
+                .map_err(NodeError::io_fn("reading the client address"))?;
+            listeners.push((l, bound, tls));
+        }
+        // validate() made sure there is at least one client port.
+        let client_addr = listeners[0].1;
+        let client_tls_addr = listeners.iter().find(|l| l.2.is_some()).map(|l| l.1);
         let settings = ClientSettings {
             limits: CommandLimits {
                 max_key_bytes: cfg.max_key_bytes,
@@ -285,17 +327,24 @@ impl Node {
             max_clients: cfg.max_clients,
         };
         let open_clients = Arc::new(AtomicUsize::new(0));
-        let clients = tokio::spawn(client::serve(
-            listener,
-            handle.clone(),
-            settings,
-            stop_rx.clone(),
-            open_clients.clone(),
-        ));
-        tracing::info!(node = %id, client = %client_addr, raft = %raft_addr, "node started");
+        let clients = listeners
+            .into_iter()
+            .map(|(listener, _, tls)| {
+                tokio::spawn(client::serve(
+                    listener,
+                    tls,
+                    handle.clone(),
+                    settings,
+                    stop_rx.clone(),
+                    open_clients.clone(),
+                ))
+            })
+            .collect();
+        tracing::info!(node = %id, client = %client_addr, client_tls = ?client_tls_addr, raft = %raft_addr, "node started");
         Ok(Node {
             handle,
             client_addr,
+            client_tls_addr,
             raft_addr,
             stop,
             stop_driver,
@@ -313,9 +362,14 @@ impl Node {
         &self.handle
     }
 
-    /// The bound client address.
+    /// The bound client address: the plain one, or the TLS one when there is no plain one.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// The bound TLS client address, if TLS is on.
+    pub fn client_tls_addr(&self) -> Option<SocketAddr> {
+        self.client_tls_addr
     }
 
     /// The bound peer address.
@@ -337,7 +391,9 @@ impl Node {
     pub async fn shutdown(self, grace: std::time::Duration) -> Result<(), NodeError> {
         let _ = self.stop.send(true);
         let until = tokio::time::Instant::now() + grace;
-        let _ = tokio::time::timeout_at(until, self.clients).await;
+        for accept in self.clients {
+            let _ = tokio::time::timeout_at(until, accept).await;
+        }
         // Connections answer what they read (requests waiting for a leader now fail at
         // once), then close.
         while self.open_clients.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < until {

@@ -578,6 +578,9 @@ fn info_sections_and_raft_snapshot() {
     let only_raft = info(follower, &["INFO", "raft"]);
     assert!(only_raft.contains("role:follower") && !only_raft.contains("# Server"));
 
+    // The leader acknowledged the writes once it applied them; the follower learns of the
+    // commit a heartbeat later. A linearizable read through it waits until it applied them.
+    assert_eq!(c.cmd(follower, &["GET", "s19"]), Reply::Bulk("v".into()));
     let reply = c.cmd(follower, &["RAFT.SNAPSHOT"]);
     let Reply::Integer(index) = reply else {
         panic!("RAFT.SNAPSHOT answered {reply:?}");

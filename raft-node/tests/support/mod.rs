@@ -38,6 +38,15 @@ pub struct Options {
     /// Nodes prepared (ids after the `n` members: certificates, ports) but not started;
     /// [`Cluster::join`] starts one with `--join`.
     pub spares: u64,
+    /// The `default` user's password (`RAFT_REQUIREPASS`); the harness's own clients
+    /// ([`Cluster::client`], the leader and RAFT.INFO polls) log in with it.
+    pub password: Option<String>,
+    /// A TLS client port per node ([`NodeProc::tls_port`]) with `client-port.crt` (for
+    /// 127.0.0.1 and localhost) from the certs dir, which also gets `client-app.crt`.
+    pub client_tls: bool,
+    /// With `client_tls`: TLS clients must present a certificate of the cluster CA
+    /// (`--client-tls-ca`).
+    pub client_tls_verify: bool,
 }
 
 /// How long [`Cluster::start_with`] waits after the nodes are up before handing the cluster
@@ -52,6 +61,8 @@ pub struct NodeProc {
     pub id: u64,
     pub raft_port: u16,
     pub client_port: u16,
+    /// The TLS client port (0 without [`Options::client_tls`]).
+    pub tls_port: u16,
     pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
@@ -77,6 +88,7 @@ pub struct Cluster {
     certs: PathBuf,
     config: Option<PathBuf>,
     args: Vec<String>,
+    password: Option<String>,
     peers: String,
     /// `peers` and the spares: what a joining node is given.
     all_peers: String,
@@ -105,6 +117,16 @@ impl Cluster {
             .arg("--out")
             .arg(&certs)
             .args(["--ids", &ids.join(",")])
+            .args(if opts.client_tls {
+                &[
+                    "--client-port-names",
+                    "127.0.0.1,localhost",
+                    "--clients",
+                    "app",
+                ][..]
+            } else {
+                &[]
+            })
             .output()
             .expect("running raft-node certs");
         assert!(
@@ -126,10 +148,16 @@ impl Cluster {
             let raft = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
             let client = TcpListener::bind("127.0.0.1:0").expect("free TCP port");
             let metrics = TcpListener::bind("127.0.0.1:0").expect("free TCP port");
+            let tls = TcpListener::bind("127.0.0.1:0").expect("free TCP port");
             nodes.push(NodeProc {
                 id,
                 raft_port: raft.local_addr().unwrap().port(),
                 client_port: client.local_addr().unwrap().port(),
+                tls_port: if opts.client_tls {
+                    tls.local_addr().unwrap().port()
+                } else {
+                    0
+                },
                 metrics_port: metrics.local_addr().unwrap().port(),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_path: dir.path().join(format!("node-{id}.log")),
@@ -138,6 +166,7 @@ impl Cluster {
             held_udp.push(raft);
             held_tcp.push(client);
             held_tcp.push(metrics);
+            held_tcp.push(tls);
         }
         drop(held_udp);
         drop(held_tcp);
@@ -150,12 +179,24 @@ impl Cluster {
         };
         let peers = peers_of(&nodes[..n as usize]);
         let all_peers = peers_of(&nodes);
+        let mut args = opts.args;
+        if opts.client_tls {
+            args.push("--client-tls-cert".into());
+            args.push(certs.join("client-port.crt").display().to_string());
+            args.push("--client-tls-key".into());
+            args.push(certs.join("client-port.key").display().to_string());
+            if opts.client_tls_verify {
+                args.push("--client-tls-ca".into());
+                args.push(certs.join("ca.crt").display().to_string());
+            }
+        }
         let mut cluster = Cluster {
             _serial: serial,
             dir: Some(dir),
             certs,
             config,
-            args: opts.args,
+            args,
+            password: opts.password,
             peers,
             all_peers,
             members: n,
@@ -216,6 +257,7 @@ impl Cluster {
         }
         let certs = self.certs.clone();
         let config = self.config.clone();
+        let password = self.password.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new()
@@ -228,6 +270,13 @@ impl Cluster {
         if let Some(c) = &config {
             cmd.arg("--config").arg(c);
         }
+        if node.tls_port != 0 {
+            cmd.args(["--client-tls-addr", &format!("127.0.0.1:{}", node.tls_port)]);
+        }
+        match &password {
+            Some(p) => cmd.env("RAFT_REQUIREPASS", p),
+            None => cmd.env_remove("RAFT_REQUIREPASS"),
+        };
         cmd.args(["--id", &id.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -337,9 +386,20 @@ impl Cluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// A new client connection to node `id`.
+    /// The certificates directory (`ca.crt`, and with [`Options::client_tls`]
+    /// `client-port.*` and `client-app.*`).
+    pub fn certs_dir(&self) -> &Path {
+        &self.certs
+    }
+
+    /// A new client connection to node `id`, logged in as `default` when the cluster has a
+    /// password.
     pub fn client(&self, id: u64) -> Client {
-        Client::connect(self.node(id).client_port)
+        let mut c = Client::connect(self.node(id).client_port);
+        if let Some(p) = &self.password {
+            c.login(&["AUTH", p]);
+        }
+        c
     }
 
     /// One command on a fresh connection to node `id`.
@@ -351,6 +411,9 @@ impl Cluster {
     pub fn try_raft_info(&self, id: u64) -> Option<HashMap<String, String>> {
         let mut c = Client::try_connect(self.node(id).client_port).ok()?;
         c.set_timeout(Duration::from_secs(5));
+        if let Some(p) = &self.password {
+            c.login(&["AUTH", p]);
+        }
         match c.try_cmd(&["RAFT.INFO"]).ok()? {
             Reply::Bulk(b) => Some(parse_info(&String::from_utf8_lossy(&b))),
             _ => None,
@@ -498,6 +561,8 @@ pub struct Client {
     stream: TcpStream,
     buf: BytesMut,
     pub port: u16,
+    /// The AUTH command this client logged in with (sent again on a reconnect).
+    auth: Option<Vec<String>>,
 }
 
 impl Client {
@@ -515,7 +580,19 @@ impl Client {
             stream,
             buf: BytesMut::new(),
             port,
+            auth: None,
         })
+    }
+
+    /// Sends `auth` (an AUTH command) now, expecting `+OK`, and after every reconnect.
+    pub fn login(&mut self, auth: &[&str]) {
+        let reply = self.try_cmd(auth);
+        assert!(
+            matches!(&reply, Ok(Reply::Simple(s)) if s == "OK"),
+            "{:?}: {reply:?}",
+            auth.first()
+        );
+        self.auth = Some(auth.iter().map(|a| a.to_string()).collect());
     }
 
     pub fn set_timeout(&mut self, t: Duration) {
@@ -593,8 +670,13 @@ impl Client {
                 Ok(Reply::Error(e)) if e.starts_with("TRYAGAIN") => format!("-{e}"),
                 Ok(r) => return r,
                 Err(e) => {
-                    if let Ok(c) = Client::try_connect(self.port) {
-                        *self = c;
+                    if let Ok(mut c) = Client::try_connect(self.port) {
+                        let auth = self.auth.clone();
+                        let args: Vec<&str> = auth.iter().flatten().map(|s| s.as_str()).collect();
+                        if args.is_empty() || c.try_cmd(&args).is_ok() {
+                            c.auth = auth;
+                            *self = c;
+                        }
                     }
                     format!("I/O error: {e}")
                 }
