@@ -63,6 +63,10 @@ enum Cmd {
         /// A TOML config (tunables) given to every node.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also give each node a TLS client port (certificate for 127.0.0.1 and localhost,
+        /// signed by the dev CA in DIR/certs/ca.crt).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -221,9 +225,12 @@ fn main() -> ExitCode {
         Cmd::Run(args) => args
             .config()
             .and_then(|cfg| runtime(cfg.worker_threads).and_then(|rt| rt.block_on(run(cfg)))),
-        Cmd::Dev { nodes, dir, config } => {
-            runtime(1).and_then(|rt| rt.block_on(dev(nodes, &dir, config.as_deref())))
-        }
+        Cmd::Dev {
+            nodes,
+            dir,
+            config,
+            tls,
+        } => runtime(1).and_then(|rt| rt.block_on(dev(nodes, &dir, config.as_deref(), tls))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -356,7 +363,7 @@ fn free_port(udp: bool) -> Result<u16, NodeError> {
         .map_err(NodeError::io_fn("choosing a free port"))
 }
 
-async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeError> {
+async fn dev(nodes: u64, dir: &Path, config: Option<&Path>, tls: bool) -> Result<(), NodeError> {
     if nodes == 0 {
         return Err(NodeError::Config("--nodes must be at least 1".into()));
     }
@@ -369,9 +376,14 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
     {
         certs(&certs_dir, &ids, true)?;
     }
+    if tls && !certs_dir.join("client-port.crt").exists() {
+        client_certs(&certs_dir, &["127.0.0.1".into(), "localhost".into()], &[])?;
+    }
     let mut addrs = Vec::new();
+    let mut tls_ports = Vec::new();
     for _ in &ids {
         addrs.push((free_port(true)?, free_port(false)?, free_port(false)?));
+        tls_ports.push(if tls { Some(free_port(false)?) } else { None });
     }
     let peers = ids
         .iter()
@@ -396,7 +408,7 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
         n => n,
     };
     let mut children = Vec::new();
-    for (i, (raft, client, metrics)) in ids.iter().zip(&addrs) {
+    for ((i, (raft, client, metrics)), tls_port) in ids.iter().zip(&addrs).zip(&tls_ports) {
         let data = dir.join(format!("node-{i}"));
         std::fs::create_dir_all(&data).map_err(NodeError::io_fn("creating the data dir"))?;
         let log_path = dir.join(format!("node-{i}.log"));
@@ -410,6 +422,13 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
             cmd.arg("run").arg("--config").arg(c);
         } else {
             cmd.arg("run");
+        }
+        if let Some(port) = tls_port {
+            cmd.args(["--client-tls-addr", &format!("127.0.0.1:{port}")])
+                .arg("--client-tls-cert")
+                .arg(certs_dir.join("client-port.crt"))
+                .arg("--client-tls-key")
+                .arg(certs_dir.join("client-port.key"));
         }
         let child = cmd
             .args(["--id", &i.to_string()])
@@ -427,8 +446,9 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
             .kill_on_drop(true)
             .spawn()
             .map_err(NodeError::io_fn("starting a node"))?;
+        let tls_text = tls_port.map_or(String::new(), |p| format!("  tls 127.0.0.1:{p}"));
         println!(
-            "node {i}: client 127.0.0.1:{client}  metrics http://127.0.0.1:{metrics}/metrics  log {}",
+            "node {i}: client 127.0.0.1:{client}{tls_text}  metrics http://127.0.0.1:{metrics}/metrics  log {}",
             log_path.display()
         );
         children.push((*i, child));
@@ -451,6 +471,12 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>) -> Result<(), NodeEr
     }
     let first = addrs[0].1;
     println!("try:  redis-cli -p {first} set hello world && redis-cli -p {first} get hello");
+    if let Some(port) = tls_ports[0] {
+        println!(
+            "TLS:  redis-cli --tls --cacert {} -p {port} get hello",
+            certs_dir.join("ca.crt").display()
+        );
+    }
     println!("Ctrl-C stops every node.");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(NodeError::io_fn("installing the SIGTERM handler"))?;
