@@ -70,7 +70,7 @@ pub struct NodeConfig {
     /// The password of the `default` user (an admin), as Redis's `requirepass`. Only from
     /// `--requirepass` or `RAFT_REQUIREPASS`: the config file holds hashes, not passwords.
     #[serde(skip)]
-    pub requirepass: Option<String>,
+    pub requirepass: Option<crate::auth::Secret>,
     /// Named users (`[[users]]` with `name`, `role` = "data" | "admin", `password_hash`).
     /// With any user or `requirepass`, clients must `AUTH` first.
     pub users: Vec<crate::auth::UserConfig>,

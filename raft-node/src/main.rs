@@ -185,8 +185,8 @@ impl RunArgs {
         if self.no_plain_client {
             c.client_plain = false;
         }
-        if self.requirepass.is_some() {
-            c.requirepass.clone_from(&self.requirepass);
+        if let Some(p) = &self.requirepass {
+            c.requirepass = Some(raft_node::auth::Secret(p.clone()));
         }
         if let Some(p) = &self.peers {
             c.peers = vec![p.clone()];

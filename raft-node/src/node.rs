@@ -83,7 +83,7 @@ impl Node {
         let id = NodeId(cfg.id);
         let peers = cfg.peer_map()?;
         let auth = Arc::new(
-            crate::auth::Auth::new(cfg.requirepass.as_deref(), &cfg.users)
+            crate::auth::Auth::new(cfg.requirepass.as_ref().map(|s| s.0.as_str()), &cfg.users)
                 .map_err(NodeError::Config)?,
         );
         let tls = match (&cfg.client_tls_cert, &cfg.client_tls_key) {

@@ -55,6 +55,16 @@ pub struct UserConfig {
     pub password_hash: String,
 }
 
+/// A password given in plaintext (`--requirepass`): `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
 /// An authenticated client: the user it logged in as and that user's role.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
