@@ -326,4 +326,58 @@ mod tests {
         assert_eq!("lease".parse::<ReadMode>(), Ok(ReadMode::Lease));
         assert!("fast".parse::<ReadMode>().is_err());
     }
+
+    #[test]
+    fn client_ports_and_fault_injection_are_checked() {
+        let base = NodeConfig {
+            id: 1,
+            data_dir: "/d".into(),
+            certs: "/c".into(),
+            ..NodeConfig::default()
+        };
+        let tls = NodeConfig {
+            client_tls_addr: Some("127.0.0.1:6380".parse().unwrap()),
+            client_tls_cert: Some("p.crt".into()),
+            client_tls_key: Some("p.key".into()),
+            ..base.clone()
+        };
+        tls.validate().unwrap();
+        assert_eq!(tls.client_addrs().len(), 2);
+        for bad in [
+            NodeConfig {
+                client_tls_key: None,
+                ..tls.clone()
+            },
+            NodeConfig {
+                client_tls_addr: None,
+                ..tls.clone()
+            },
+            NodeConfig {
+                client_plain: false,
+                ..base.clone()
+            },
+            NodeConfig {
+                client_tls_ca: Some("ca.crt".into()),
+                ..base.clone()
+            },
+            // Fault injection only with loopback client ports, TLS included.
+            NodeConfig {
+                enable_fault_injection: true,
+                client_addr: "0.0.0.0:6379".parse().unwrap(),
+                ..base.clone()
+            },
+            NodeConfig {
+                enable_fault_injection: true,
+                client_tls_addr: Some("0.0.0.0:6380".parse().unwrap()),
+                ..tls.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let users: NodeConfig =
+            toml::from_str("[[users]]\nname = \"app\"\nrole = \"data\"\npassword_hash = \"x\"\n")
+                .unwrap();
+        assert_eq!(users.users[0].role, crate::auth::Role::Data);
+        assert!(toml::from_str::<NodeConfig>("requirepass = \"plain\"").is_err());
+    }
 }

@@ -55,23 +55,30 @@ fn lower_rocksdb_background_priority() {
     }
 }
 
-/// Says loudly when anyone who can reach a client port can use it: a port on a non-loopback
-/// address without passwords (and, for TLS, without client certificates).
-fn warn_if_open(cfg: &NodeConfig, auth_required: bool) {
+/// The client ports anyone who can reach them can use: on a non-loopback address without
+/// passwords (and, for TLS, without client certificates).
+fn open_client_ports(cfg: &NodeConfig, auth_required: bool) -> Vec<SocketAddr> {
     if auth_required {
-        return;
+        return Vec::new();
     }
     let plain = cfg.client_plain.then_some(cfg.client_addr);
     let tls = cfg.client_tls_addr.filter(|_| cfg.client_tls_ca.is_none());
-    for addr in plain.into_iter().chain(tls) {
-        if !addr.ip().is_loopback() {
-            tracing::warn!(
-                client = %addr,
-                "SECURITY WARNING: the client port listens on a non-loopback address without \
-                 --requirepass or users: anyone who can reach it can read, write and \
-                 reconfigure the cluster"
-            );
-        }
+    plain
+        .into_iter()
+        .chain(tls)
+        .filter(|a| !a.ip().is_loopback())
+        .collect()
+}
+
+/// Says so loudly at start (see [`open_client_ports`]).
+fn warn_if_open(cfg: &NodeConfig, auth_required: bool) {
+    for addr in open_client_ports(cfg, auth_required) {
+        tracing::warn!(
+            client = %addr,
+            "SECURITY WARNING: the client port listens on a non-loopback address without \
+             --requirepass or users: anyone who can reach it can read, write and \
+             reconfigure the cluster"
+        );
     }
 }
 
@@ -433,6 +440,30 @@ fn staggered_interval(interval: u64, id: NodeId) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ports_open_to_anyone_are_found() {
+        let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let mut cfg = NodeConfig::default();
+        assert!(
+            open_client_ports(&cfg, false).is_empty(),
+            "loopback by default"
+        );
+        cfg.client_addr = addr("0.0.0.0:6379");
+        assert_eq!(open_client_ports(&cfg, false), [addr("0.0.0.0:6379")]);
+        assert!(
+            open_client_ports(&cfg, true).is_empty(),
+            "passwords close it"
+        );
+        cfg.client_plain = false;
+        cfg.client_tls_addr = Some(addr("10.1.2.3:6380"));
+        assert_eq!(open_client_ports(&cfg, false), [addr("10.1.2.3:6380")]);
+        cfg.client_tls_ca = Some("ca.crt".into());
+        assert!(
+            open_client_ports(&cfg, false).is_empty(),
+            "client certificates close it"
+        );
+    }
 
     #[test]
     fn snapshot_intervals_differ_between_neighbouring_ids() {
