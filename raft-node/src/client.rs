@@ -72,10 +72,17 @@ pub async fn serve(
         let (node, stop, open, tls) = (node.clone(), stop.clone(), open.clone(), tls.clone());
         tokio::spawn(async move {
             let ended = match tls {
-                None => connection(stream, peer, node, settings, stop).await,
+                None => {
+                    // The halves of a TcpStream need no lock between them.
+                    let (rd, wr) = stream.into_split();
+                    connection(rd, wr, peer, node, settings, stop).await
+                }
                 Some(tls) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, peer, node, settings, stop).await,
+                        Ok(Ok(stream)) => {
+                            let (rd, wr) = tokio::io::split(stream);
+                            connection(rd, wr, peer, node, settings, stop).await
+                        }
                         Ok(Err(e)) => {
                             // A plain client on the TLS port, an unknown client certificate ...
                             metrics::counter!("raft_client_tls_handshake_failures_total")
@@ -102,13 +109,13 @@ pub async fn serve(
 }
 
 async fn connection(
-    stream: impl AsyncRead + AsyncWrite,
+    mut rd: impl AsyncRead + Unpin,
+    mut wr: impl AsyncWrite + Unpin,
     peer: SocketAddr,
     node: NodeHandle,
     settings: ClientSettings,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut session = Session {
         identity: node.auth.initial(),
         peer: peer.ip(),
