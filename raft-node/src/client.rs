@@ -20,6 +20,13 @@ use crate::resp::{Limits, Reply, RequestParser};
 
 /// Most requests of one connection executed together (a longer pipeline is taken in parts).
 const MAX_BATCH: usize = 1024;
+/// What a client that has not logged in may send: enough for AUTH and HELLO, not for
+/// filling the server's memory.
+const UNAUTHENTICATED: Limits = Limits {
+    max_bulk_bytes: 16 << 10,
+    max_args: 10,
+    max_inline_bytes: 16 << 10,
+};
 /// A TLS client that has not finished its handshake after this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -120,10 +127,11 @@ async fn connection(
         identity: node.auth.initial(),
         peer: peer.ip(),
     };
-    let mut parser = RequestParser::new(Limits {
+    let full = Limits {
         max_bulk_bytes: settings.limits.max_request_bytes,
         ..Limits::default()
-    });
+    };
+    let mut parser = RequestParser::new(full);
     let mut buf = BytesMut::with_capacity(16 << 10);
     let mut out = BytesMut::new();
     // No more requests are read: EOF, a protocol error or shutdown. What was read is
@@ -132,7 +140,17 @@ async fn connection(
     loop {
         let mut requests = Vec::new();
         let mut bad = None;
-        while requests.len() < MAX_BATCH {
+        // Until it logs in, a client may only send small requests (as Redis 7.2 limits
+        // unauthenticated ones), one at a time so that an AUTH runs before the next request
+        // is read with the limits it earns.
+        let batch = if session.identity.is_some() {
+            parser.set_limits(full);
+            MAX_BATCH
+        } else {
+            parser.set_limits(UNAUTHENTICATED);
+            1
+        };
+        while requests.len() < batch {
             match parser.parse(&mut buf) {
                 Ok(Some(args)) => requests.push(args),
                 Ok(None) => break,

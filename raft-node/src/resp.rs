@@ -117,6 +117,11 @@ impl RequestParser {
         }
     }
 
+    /// Limits for the headers read from now on (a client that logged in may send more).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// True while a multibulk request is partly consumed, i.e. an EOF now
     /// would cut a request in half even if `buf` is empty.
     pub fn in_progress(&self) -> bool {

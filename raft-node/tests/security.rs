@@ -142,6 +142,23 @@ fn auth_gates_every_command_and_roles_gate_admin_commands() {
     assert_eq!(piped.read_reply().unwrap(), ok());
     assert_eq!(piped.read_reply().unwrap(), bulk("v"));
 
+    // Before AUTH only small requests are read (a stranger cannot fill the memory); an
+    // AUTH pipelined in front of a large write lifts the limit for it.
+    let big = "x".repeat(20_000);
+    let mut stranger = anonymous(&c, leader);
+    assert_eq!(
+        stranger.cmd(&["SET", "big", &big]),
+        Reply::Error("ERR Protocol error: invalid bulk length".into())
+    );
+    assert!(stranger.read_to_eof().is_ok_and(|rest| rest.is_empty()));
+    let mut piped = anonymous(&c, leader);
+    for cmd in [&["AUTH", "app", "app-pw"][..], &["SET", "big", &big]] {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        piped.send(&args).unwrap();
+    }
+    assert_eq!(piped.read_reply().unwrap(), ok());
+    assert_eq!(piped.read_reply().unwrap(), ok());
+
     // Repeated failures from one address are slowed down: after the three free ones
     // (above), each further attempt waits longer (100 ms, doubling), logins that succeed
     // meanwhile notwithstanding (a valid account must not buy another's guesses).
