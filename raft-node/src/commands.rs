@@ -95,6 +95,16 @@ enum Step {
     Other(&'static str, Vec<Bytes>),
 }
 
+impl Step {
+    /// The command's name; none for a request already answered.
+    fn name(&self) -> Option<&'static str> {
+        match self {
+            Step::Done(_) => None,
+            Step::Write(n, _) | Step::Read(n, _) | Step::Other(n, _) => Some(n),
+        }
+    }
+}
+
 fn classify(limits: &CommandLimits, args: Vec<Bytes>) -> Step {
     let Some((name, arity)) = lookup(&args[0]) else {
         metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
@@ -143,11 +153,9 @@ pub async fn execute_pipeline(
     let mut steps = steps.into_iter().peekable();
     while let Some(step) = steps.next() {
         let allowed = |name: &'static str| Auth::check(session.identity.as_ref(), name).is_ok();
-        let name = match &step {
-            Step::Done(_) => None,
-            Step::Write(n, _) | Step::Read(n, _) | Step::Other(n, _) => Some(*n),
-        };
-        let denied = name.and_then(|n| Some((n, Auth::check(session.identity.as_ref(), n).err()?)));
+        let denied = step
+            .name()
+            .and_then(|n| Some((n, Auth::check(session.identity.as_ref(), n).err()?)));
         if let Some((name, denied)) = denied {
             metrics::counter!("raft_client_denied_total", "cmd" => name).increment(1);
             count(name, false);

@@ -369,14 +369,15 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>, tls: bool) -> Result
     }
     let certs_dir = dir.join("certs");
     let ids: Vec<u64> = (1..=nodes).collect();
-    if !certs_dir.join("ca.crt").exists()
+    let new_ca = !certs_dir.join("ca.crt").exists()
         || ids
             .iter()
-            .any(|i| !certs_dir.join(format!("node-{i}.crt")).exists())
-    {
+            .any(|i| !certs_dir.join(format!("node-{i}.crt")).exists());
+    if new_ca {
         certs(&certs_dir, &ids, true)?;
     }
-    if tls && !certs_dir.join("client-port.crt").exists() {
+    // A client-port certificate of an earlier CA would fail every TLS client.
+    if tls && (new_ca || !certs_dir.join("client-port.crt").exists()) {
         client_certs(&certs_dir, &["127.0.0.1".into(), "localhost".into()], &[])?;
     }
     let mut addrs = Vec::new();

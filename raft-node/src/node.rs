@@ -61,12 +61,11 @@ fn open_client_ports(cfg: &NodeConfig, auth_required: bool) -> Vec<SocketAddr> {
     if auth_required {
         return Vec::new();
     }
-    let plain = cfg.client_plain.then_some(cfg.client_addr);
-    let tls = cfg.client_tls_addr.filter(|_| cfg.client_tls_ca.is_none());
-    plain
+    let verifies_clients =
+        |a: &SocketAddr| cfg.client_tls_ca.is_some() && cfg.client_tls_addr == Some(*a);
+    cfg.client_addrs()
         .into_iter()
-        .chain(tls)
-        .filter(|a| !a.ip().is_loopback())
+        .filter(|a| !a.ip().is_loopback() && !verifies_clients(a))
         .collect()
 }
 

@@ -231,7 +231,6 @@ impl Auth {
                 false
             }
         };
-        let mut throttle = self.lock_throttle();
         let result = if ok { "ok" } else { "wrongpass" };
         metrics::counter!("raft_client_auth_total", "result" => result).increment(1);
         if ok {
@@ -241,7 +240,7 @@ impl Auth {
                 role: u.role,
             })
         } else {
-            throttle.failed(ip, Instant::now());
+            self.lock_throttle().failed(ip, Instant::now());
             tracing::info!(client = %ip, user = %String::from_utf8_lossy(user), "authentication failed");
             None
         }
