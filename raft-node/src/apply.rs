@@ -1,15 +1,22 @@
-//! The apply thread: committed entries in batches into the state machine, then the replies
-//! to the clients that wait for them.
+//! Applying committed entries: in batches into the state machine, then the replies to the
+//! clients that wait for them.
 //!
-//! It runs beside the driver so that a slow RocksDB write never delays a tick or a
-//! heartbeat. Its inputs arrive on one FIFO channel, which orders them: a snapshot install
-//! comes after every batch handed out before it. Waiters are not inputs: the driver puts them
-//! in the shared [`Waiters`] map right after proposing, before the entry each waits for can
-//! be handed out, and a registration wakes nobody. Nor does the thread report each batch to
-//! the driver: the driver reads the `applied` watch whenever it runs.
+//! The apply thread runs beside the driver so that a slow RocksDB write never delays a tick
+//! or a heartbeat. Its inputs arrive on one FIFO channel, which orders them: a snapshot
+//! install comes after every batch handed out before it. Waiters are not inputs: the driver
+//! puts them in the shared [`Waiters`] map right after proposing, before the entry each waits
+//! for can be handed out, and a registration wakes nobody. Nor does the thread report each
+//! batch to the driver: the driver reads the `applied` watch whenever it runs.
+//!
+//! A small batch is applied by the driver itself when the thread has nothing queued
+//! ([`Applier::apply`]): a write that skips the WAL is a few memtable inserts, cheaper than
+//! the two thread wake-ups of the hand-off (on a virtual machine each costs tens of µs, and
+//! both lie on the path of every write). That write asks RocksDB not to wait
+//! (`no_slowdown`): if RocksDB would stall it, the batch goes to the thread after all.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,7 +44,81 @@ pub(crate) fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, BTreeMap<LogI
     waiters.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub(crate) enum ApplyInput {
+/// The largest batch the driver applies itself: its memtable inserts take well under a
+/// millisecond, so a tick or a heartbeat waits at most that long.
+const INLINE_MAX_ENTRIES: usize = 8;
+const INLINE_MAX_BYTES: usize = 64 << 10;
+
+/// What applying needs, shared by the driver and the apply thread.
+#[derive(Clone)]
+struct Shared {
+    kv: KvStore,
+    waiters: Waiters,
+    events: mpsc::UnboundedSender<Event>,
+    applied: watch::Sender<LogIndex>,
+    /// Inputs sent to the thread and not yet done. The driver applies in place only at 0:
+    /// then every earlier batch is in the store, and nothing can overtake it.
+    queued: Arc<AtomicUsize>,
+}
+
+/// The driver's end: applies committed entries in place or hands them to the thread.
+pub(crate) struct Applier {
+    tx: mpsc::UnboundedSender<ApplyInput>,
+    shared: Shared,
+}
+
+/// Why [`Applier::apply`] failed: the state machine no longer follows the log.
+#[derive(Debug)]
+pub(crate) struct ApplyFailed;
+
+impl Applier {
+    /// Applies committed entries, in log order after every batch handed out before.
+    pub(crate) fn apply(&self, entries: Vec<Entry>) -> Result<(), ApplyFailed> {
+        let mut entries = entries;
+        if self.shared.queued.load(Ordering::Acquire) == 0 && small(&entries) {
+            match apply_batch(&self.shared, &mut entries, Wait::No) {
+                Applied::Done => {
+                    metrics::counter!("raft_apply_batches_total", "on" => "driver").increment(1);
+                    return Ok(());
+                }
+                Applied::Failed => return Err(ApplyFailed),
+                // RocksDB would stall the write: the thread may wait, the driver may not.
+                Applied::WouldWait => {}
+            }
+        }
+        self.send(ApplyInput::Apply(entries));
+        Ok(())
+    }
+
+    /// Replaces the state with a snapshot, after every batch handed out before.
+    pub(crate) fn install(
+        &self,
+        dir: PathBuf,
+        index: LogIndex,
+        term: Term,
+        done: oneshot::Sender<Result<(), KvError>>,
+    ) {
+        self.send(ApplyInput::Install {
+            dir,
+            index,
+            term,
+            done,
+        });
+    }
+
+    fn send(&self, input: ApplyInput) {
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        // A closed channel means the thread stopped on a failure it reported as fatal.
+        let _ = self.tx.send(input);
+    }
+}
+
+fn small(entries: &[Entry]) -> bool {
+    entries.len() <= INLINE_MAX_ENTRIES
+        && entries.iter().map(|e| e.data.len()).sum::<usize>() <= INLINE_MAX_BYTES
+}
+
+enum ApplyInput {
     Apply(Vec<Entry>),
     /// Replace the state with the snapshot in `dir`; answer once done.
     Install {
@@ -50,11 +131,19 @@ pub(crate) enum ApplyInput {
 
 pub(crate) fn spawn(
     kv: KvStore,
-    mut input: mpsc::UnboundedReceiver<ApplyInput>,
     waiters: Waiters,
     events: mpsc::UnboundedSender<Event>,
     applied: watch::Sender<LogIndex>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<Applier> {
+    let (tx, mut input) = mpsc::unbounded_channel();
+    let shared = Shared {
+        kv,
+        waiters,
+        events,
+        applied,
+        queued: Arc::default(),
+    };
+    let sh = shared.clone();
     std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
@@ -64,6 +153,7 @@ pub(crate) fn spawn(
                 while let Ok(more) = input.try_recv() {
                     batch.push(more);
                 }
+                let taken = batch.len();
                 let mut entries = Vec::new();
                 for item in batch {
                     match item {
@@ -74,63 +164,82 @@ pub(crate) fn spawn(
                             term,
                             done,
                         } => {
-                            if !apply_batch(&kv, &mut entries, &waiters, &events, &applied) {
+                            if !apply_batch(&sh, &mut entries, Wait::Yes).ok() {
                                 return;
                             }
-                            let result = kv.install(&dir, index, term);
+                            let result = sh.kv.install(&dir, index, term);
                             if result.is_ok() {
                                 // Outcomes of writes the snapshot covers are unknown here.
                                 let covered = {
-                                    let mut ws = lock(&waiters);
+                                    let mut ws = lock(&sh.waiters);
                                     let later = ws.split_off(&index.next());
                                     std::mem::replace(&mut *ws, later)
                                 };
                                 for (_, w) in covered {
                                     let _ = w.reply.send(Err(RequestError::Unknown));
                                 }
-                                applied.send_replace(index);
+                                sh.applied.send_replace(index);
                             }
                             let _ = done.send(result);
                         }
                     }
                 }
-                if !apply_batch(&kv, &mut entries, &waiters, &events, &applied) {
+                if !apply_batch(&sh, &mut entries, Wait::Yes).ok() {
                     return;
                 }
+                metrics::counter!("raft_apply_batches_total", "on" => "thread").increment(1);
+                // Only now may the driver apply in place: everything taken is in the store.
+                sh.queued.fetch_sub(taken, Ordering::AcqRel);
             }
-        })
+        })?;
+    Ok(Applier { tx, shared })
 }
 
-/// Applies `entries` (emptying it) and answers their waiters. False on a storage failure,
-/// after which the node must stop: the state machine no longer follows the log.
-fn apply_batch(
-    kv: &KvStore,
-    entries: &mut Vec<Entry>,
-    waiters: &Waiters,
-    events: &mpsc::UnboundedSender<Event>,
-    applied: &watch::Sender<LogIndex>,
-) -> bool {
+/// Whether [`apply_batch`] may wait for RocksDB (see [`KvStore::apply`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    No,
+}
+
+enum Applied {
+    Done,
+    /// Nothing written: RocksDB would have stalled the write (only with [`Wait::No`]).
+    WouldWait,
+    /// A storage failure, reported as fatal: the state machine no longer follows the log.
+    Failed,
+}
+
+impl Applied {
+    fn ok(&self) -> bool {
+        matches!(self, Applied::Done)
+    }
+}
+
+/// Applies `entries` (emptying it) and answers their waiters.
+fn apply_batch(sh: &Shared, entries: &mut Vec<Entry>, wait: Wait) -> Applied {
     let Some(last) = entries.last().map(|e| e.index) else {
-        return true;
+        return Applied::Done;
     };
     let started = Instant::now();
-    let outcomes = match kv.apply(entries) {
-        Ok(o) => o,
+    let outcomes = match sh.kv.apply(entries, wait == Wait::Yes) {
+        Ok(Some(o)) => o,
+        Ok(None) => return Applied::WouldWait,
         Err(e) => {
             tracing::error!(error = %e, "the state machine failed to apply; stopping");
-            let _ = events.send(Event::Fatal(format!("state machine: {e}")));
-            return false;
+            let _ = sh.events.send(Event::Fatal(format!("state machine: {e}")));
+            return Applied::Failed;
         }
     };
     metrics::histogram!("raft_apply_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("raft_apply_batch_entries").record(entries.len() as f64);
     entries.clear();
-    applied.send_replace(last);
+    sh.applied.send_replace(last);
     // Every waiter at or below `last` is answered now: with its outcome if the entry at its
     // index is the one it proposed (same term), else its proposal was replaced by another
     // leader's entry and never applied.
     let done = {
-        let mut ws = lock(waiters);
+        let mut ws = lock(&sh.waiters);
         let later = ws.split_off(&last.next());
         std::mem::replace(&mut *ws, later)
     };
@@ -150,5 +259,5 @@ fn apply_batch(
         };
         let _ = w.reply.send(result);
     }
-    true
+    Applied::Done
 }

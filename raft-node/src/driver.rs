@@ -18,7 +18,7 @@ use raft_log::{LogStore, LogWrite};
 use raft_net_quic::{Messages, SendError, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::apply::{ApplyInput, Waiter, Waiters};
+use crate::apply::{Applier, Waiter, Waiters};
 use crate::command::Outcome;
 use crate::error::{NodeError, RequestError};
 use crate::snapshot::Snapshots;
@@ -84,7 +84,7 @@ pub(crate) struct Driver {
     pub(crate) log: LogStore,
     pub(crate) transport: Arc<Transport>,
     pub(crate) snapshots: Snapshots,
-    pub(crate) apply: mpsc::UnboundedSender<ApplyInput>,
+    pub(crate) apply: Applier,
     pub(crate) waiters: Waiters,
     /// How far the apply thread got; read whenever the driver runs, not reported per batch
     /// (one wake-up of the driver less per applied batch).
@@ -536,12 +536,7 @@ impl Driver {
                     NodeError::Fatal(format!("snapshot {} is not in the store", meta.index))
                 })?;
             let (done, wait) = oneshot::channel();
-            let _ = self.apply.send(ApplyInput::Install {
-                dir,
-                index: meta.index,
-                term: meta.term,
-                done,
-            });
+            self.apply.install(dir, meta.index, meta.term, done);
             match wait.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(NodeError::Kv(e)),
@@ -599,8 +594,8 @@ impl Driver {
                 });
             });
         }
-        if !rd.committed_entries.is_empty() {
-            let _ = self.apply.send(ApplyInput::Apply(rd.committed_entries));
+        if !rd.committed_entries.is_empty() && self.apply.apply(rd.committed_entries).is_err() {
+            return Err(NodeError::Fatal("the state machine failed to apply".into()));
         }
         for rs in rd.read_states {
             if let Some((_, reply)) = self.reads.remove(&read_id(&rs.ctx)) {

@@ -39,6 +39,9 @@ const KEY_INSTALLING: &[u8] = b"installing";
 /// an SST file without entries).
 pub const SNAPSHOT_FILE: &str = "kv.sst";
 
+/// The outcome of each applied entry that carried a command, with its index and term.
+pub type Outcomes = Vec<(LogIndex, Term, Outcome)>;
+
 /// A failure of the state machine's storage.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
@@ -142,9 +145,13 @@ impl KvStore {
 
     /// Applies committed entries in one `WriteBatch` together with the new applied index.
     /// Returns the outcome of each entry that carried a command.
-    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<(LogIndex, Term, Outcome)>, KvError> {
+    ///
+    /// With `may_wait` false the write fails rather than wait for RocksDB (a write stall
+    /// while memtables flush or level 0 compacts): then nothing is written and the answer is
+    /// `None`; the same entries may be applied again later.
+    pub fn apply(&self, entries: &[Entry], may_wait: bool) -> Result<Option<Outcomes>, KvError> {
         let Some(last) = entries.last() else {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         };
         let kv = self.cf(CF_KV);
         let mut batch = WriteBatch::default();
@@ -189,8 +196,12 @@ impl KvStore {
         let mut wo = rocksdb::WriteOptions::default();
         // The log is this write's WAL (see the module comment).
         wo.disable_wal(true);
-        self.db.write_opt(batch, &wo)?;
-        Ok(out)
+        wo.set_no_slowdown(!may_wait);
+        match self.db.write_opt(batch, &wo) {
+            Ok(()) => Ok(Some(out)),
+            Err(e) if !may_wait && e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Makes every applied write durable (before the log is compacted below it): flushes
@@ -417,46 +428,51 @@ mod tests {
         let (kv, rec) = KvStore::open(dir.path()).unwrap();
         assert_eq!(rec.applied, (LogIndex(0), Term(0)));
         let out = kv
-            .apply(&[
-                entry(1, set("a", "1", SetCond::Always)),
-                entry(2, set("a", "x", SetCond::Nx)),
-                entry(3, set("b", "x", SetCond::Xx)),
-                entry(
-                    4,
-                    Command::IncrBy {
-                        key: b("a"),
-                        delta: 41,
-                    },
-                ),
-                entry(
-                    5,
-                    Command::Append {
-                        key: b("s"),
-                        value: b("hello"),
-                    },
-                ),
-                entry(
-                    6,
-                    Command::Append {
-                        key: b("s"),
-                        value: b(" world"),
-                    },
-                ),
-                entry(
-                    7,
-                    Command::IncrBy {
-                        key: b("s"),
-                        delta: 1,
-                    },
-                ),
-                entry(
-                    8,
-                    Command::Del {
-                        keys: vec![b("a"), b("nope"), b("a")],
-                    },
-                ),
-            ])
-            .unwrap();
+            .apply(
+                &[
+                    entry(1, set("a", "1", SetCond::Always)),
+                    entry(2, set("a", "x", SetCond::Nx)),
+                    entry(3, set("b", "x", SetCond::Xx)),
+                    entry(
+                        4,
+                        Command::IncrBy {
+                            key: b("a"),
+                            delta: 41,
+                        },
+                    ),
+                    entry(
+                        5,
+                        Command::Append {
+                            key: b("s"),
+                            value: b("hello"),
+                        },
+                    ),
+                    entry(
+                        6,
+                        Command::Append {
+                            key: b("s"),
+                            value: b(" world"),
+                        },
+                    ),
+                    entry(
+                        7,
+                        Command::IncrBy {
+                            key: b("s"),
+                            delta: 1,
+                        },
+                    ),
+                    entry(
+                        8,
+                        Command::Del {
+                            keys: vec![b("a"), b("nope"), b("a")],
+                        },
+                    ),
+                ],
+                // Without waiting: an idle store never stalls a write.
+                false,
+            )
+            .unwrap()
+            .expect("not stalled");
         let outcomes: Vec<_> = out.into_iter().map(|o| o.2).collect();
         assert_eq!(
             outcomes,
@@ -486,7 +502,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, _) = KvStore::open(dir.path().join("a")).unwrap();
         let pairs = (0..100).map(|i| (b(&format!("k{i}")), b("v"))).collect();
-        a.apply(&[entry(1, Command::MSet { pairs })]).unwrap();
+        a.apply(&[entry(1, Command::MSet { pairs })], true).unwrap();
         let snap = dir.path().join("snap");
         std::fs::create_dir(&snap).unwrap();
         assert_eq!(
@@ -495,7 +511,7 @@ mod tests {
         );
 
         let (b_, _) = KvStore::open(dir.path().join("b")).unwrap();
-        b_.apply(&[entry(1, set("other", "x", SetCond::Always))])
+        b_.apply(&[entry(1, set("other", "x", SetCond::Always))], true)
             .unwrap();
         b_.install(&snap, LogIndex(1), Term(1)).unwrap();
         assert_eq!(b_.count_keys().unwrap(), 100);

@@ -211,7 +211,6 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let (stop_driver, stop_driver_rx) = watch::channel(false);
         let (events_tx, events) = mpsc::unbounded_channel();
-        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (applied_tx, applied_rx) = watch::channel(applied);
         let (inputs_tx, inputs) = mpsc::channel(65_536);
         let (members_tx, members_rx) = watch::channel(conf);
@@ -221,14 +220,8 @@ impl Node {
             leader: NodeId::NONE,
         });
         let waiters = crate::apply::Waiters::default();
-        crate::apply::spawn(
-            kv.clone(),
-            apply_rx,
-            waiters.clone(),
-            events_tx.clone(),
-            applied_tx,
-        )
-        .map_err(NodeError::io_fn("starting the apply thread"))?;
+        let apply = crate::apply::spawn(kv.clone(), waiters.clone(), events_tx.clone(), applied_tx)
+            .map_err(NodeError::io_fn("starting the apply thread"))?;
         let snapshots = Snapshots {
             store: snap_store,
             kv: kv.clone(),
@@ -259,7 +252,7 @@ impl Node {
             log: log.clone(),
             transport: transport.clone(),
             snapshots: snapshots.clone(),
-            apply: apply_tx,
+            apply,
             waiters,
             applied: applied_rx,
             applied_acked: applied,
