@@ -106,6 +106,10 @@ pub struct AppendEntries {
     pub entries: Vec<Entry>,
     /// The leader's commit index.
     pub leader_commit: LogIndex,
+    /// Sent only to carry `leader_commit` to a follower known to hold the leader's whole log:
+    /// no entries, and a success is not answered (it would tell the leader nothing). A
+    /// rejection still is.
+    pub commit_only: bool,
 }
 
 /// Where a follower's log diverges from the leader's, so the leader can move `next_index`

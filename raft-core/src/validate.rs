@@ -38,6 +38,9 @@ pub(crate) fn check(me: NodeId, m: &Message) -> Result<()> {
             if a.prev_log_term > m.term {
                 return bad("prev log term above the message term");
             }
+            if a.commit_only && !a.entries.is_empty() {
+                return bad("a commit-only append carries entries");
+            }
             if a.prev_log_index
                 .get()
                 .checked_add(a.entries.len() as u64)

@@ -21,7 +21,8 @@
 //! message Entry { uint64 term = 1; uint64 index = 2; uint32 kind = 3; bytes data = 4; }
 //!   // kind: 0 normal, 1 noop, 2 configuration change (data: a ConfChange)
 //! message AppendEntries { uint64 prev_log_index = 1; uint64 prev_log_term = 2;
-//!                         repeated Entry entries = 3; uint64 leader_commit = 4; }
+//!                         repeated Entry entries = 3; uint64 leader_commit = 4;
+//!                         bool commit_only = 5; }
 //! message ConflictHint { optional uint64 term = 1; uint64 index = 2; bool needs_snapshot = 3; }
 //! message AppendEntriesResponse { uint64 index = 1; ConflictHint reject = 2; }  // absent: success
 //! message Heartbeat { uint64 commit = 1; uint64 read_round = 2; }
@@ -228,6 +229,8 @@ struct PbAppendEntries {
     entries: Vec<PbEntry>,
     #[prost(uint64, tag = "4")]
     leader_commit: u64,
+    #[prost(bool, tag = "5")]
+    commit_only: bool,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -298,6 +301,7 @@ impl From<&Message> for PbMessage {
                 prev_log_term: a.prev_log_term.get(),
                 entries: a.entries.iter().map(PbEntry::from).collect(),
                 leader_commit: a.leader_commit.get(),
+                commit_only: a.commit_only,
             }),
             MessageBody::AppendEntriesResponse(r) => {
                 PbBody::AppendEntriesResponse(PbAppendEntriesResponse {
@@ -389,6 +393,7 @@ impl TryFrom<PbMessage> for Message {
                     .map(Entry::try_from)
                     .collect::<Result<_, _>>()?,
                 leader_commit: LogIndex(a.leader_commit),
+                commit_only: a.commit_only,
             }),
             PbBody::AppendEntriesResponse(r) => {
                 MessageBody::AppendEntriesResponse(AppendEntriesResponse {

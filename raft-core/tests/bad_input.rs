@@ -477,6 +477,7 @@ impl Harness {
                     prev_log_term,
                     entries,
                     leader_commit: self.idx(commit),
+                    commit_only: false,
                 })
             }
             BodySpec::AppendResponse { index, reject } => {
@@ -1208,6 +1209,7 @@ fn append_from(from: u64, term: u64, prev: (u64, u64), entries: Vec<Entry>) -> M
             prev_log_term: Term(prev.1),
             entries,
             leader_commit: LogIndex(0),
+            commit_only: false,
         }),
     }
 }
@@ -1269,6 +1271,33 @@ fn undecodable_conf_change_entry_is_malformed() {
             err,
             Error::MalformedMessage {
                 reason: "undecodable configuration change",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(node.status().last_index, LogIndex(0));
+    assert!(!node.has_ready());
+}
+
+#[test]
+fn commit_only_append_with_entries_is_malformed() {
+    let mut node = node_at(2, true);
+    let mut m = append_from(
+        2,
+        2,
+        (0, 0),
+        vec![Entry::new(Term(2), LogIndex(1), &b"a"[..])],
+    );
+    if let MessageBody::AppendEntries(a) = &mut m.body {
+        a.commit_only = true;
+    }
+    let err = node.step(m).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MalformedMessage {
+                reason: "a commit-only append carries entries",
                 ..
             }
         ),

@@ -537,6 +537,7 @@ fn held_acks_of_replaced_entries_are_dropped() {
             prev_log_term: Term(prev.1),
             entries,
             leader_commit: LogIndex(0),
+            commit_only: false,
         }),
     };
     let ents = |lo: u64, hi: u64, term: u64| -> Vec<Entry> {
@@ -579,4 +580,47 @@ fn held_acks_of_replaced_entries_are_dropped() {
         assert!(acks(&rd.messages).iter().all(|&(term, _)| term == 2));
         n.on_persisted(rd.number).unwrap();
     }
+}
+
+/// A commit-only append (the leader's commit index for a follower known to hold its whole
+/// log) moves the follower's commit and is not answered; one that does not match the
+/// follower's log is still rejected, so a wrong belief of the leader's is corrected.
+#[test]
+fn commit_only_appends_commit_without_an_answer() {
+    use raft_core::{AppendEntriesResponse, MessageBody};
+    let mut n = raft_core::RawNode::new(
+        &support::config(2),
+        support::store_with(&[1, 2, 3], &[1, 1, 1], 1, 0),
+    )
+    .unwrap();
+    let commit_only = |prev: (u64, u64), commit: u64| {
+        let mut m = support::append(1, 2, 1, prev, Vec::new(), commit);
+        if let MessageBody::AppendEntries(a) = &mut m.body {
+            a.commit_only = true;
+        }
+        m
+    };
+    let answers = |n: &mut raft_core::RawNode<raft_core::MemStorage>| {
+        let mut out = Vec::new();
+        while n.has_ready() {
+            let rd = n.ready();
+            out.extend(rd.messages);
+            out.extend(n.on_persisted(rd.number).unwrap());
+        }
+        out
+    };
+    n.step(commit_only((3, 1), 3)).unwrap();
+    assert!(answers(&mut n).is_empty());
+    assert_eq!(n.status().commit, LogIndex(3));
+    // The leader thinks we hold index 5; we do not.
+    n.step(commit_only((5, 1), 5)).unwrap();
+    let out = answers(&mut n);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [m] if matches!(m.body, MessageBody::AppendEntriesResponse(AppendEntriesResponse { reject: Some(_), .. }))
+        ),
+        "{out:?}"
+    );
+    assert_eq!(n.status().commit, LogIndex(3));
 }

@@ -68,6 +68,7 @@ fn samples() -> Vec<Message> {
             prev_log_term: Term(3),
             entries,
             leader_commit: LogIndex(4),
+            commit_only: false,
         })
     };
     let aer = |reject| {
@@ -235,6 +236,7 @@ fn encoding_is_stable() {
         prev_log_term: Term(0),
         entries: vec![noop(7, 1)],
         leader_commit: LogIndex(0),
+        commit_only: false,
     }));
     // field 12 (append) { entries { term=7, index=1, kind=1 } }.
     assert_eq!(
@@ -327,6 +329,7 @@ fn membership_encoding_is_stable() {
         prev_log_term: Term(0),
         entries: vec![conf_entry(7, 1, &ConfChange::leave_joint())],
         leader_commit: LogIndex(0),
+        commit_only: false,
     }));
     assert_eq!(
         hex(&wire::encode(&m)),
@@ -406,6 +409,7 @@ fn decoding_from_bytes_shares_the_payload() {
         prev_log_term: Term(0),
         entries: vec![Entry::new(Term(7), LogIndex(1), vec![42u8; 64])],
         leader_commit: LogIndex(0),
+        commit_only: false,
     }));
     let bytes = wire::encode(&m);
     let range = bytes.as_ptr_range();
@@ -442,6 +446,7 @@ fn truncation_inside_a_body_is_a_decode_error() {
         prev_log_term: Term(1),
         entries: vec![Entry::new(Term(2), LogIndex(2), vec![7u8; 300])],
         leader_commit: LogIndex(1),
+        commit_only: false,
     }));
     let bytes = wire::encode(&m);
     // from, to and term take two bytes each; the body's tag follows.
@@ -485,6 +490,7 @@ fn unknown_entry_kind_is_rejected() {
         prev_log_term: Term(0),
         entries: vec![noop(1, 1)],
         leader_commit: LogIndex(0),
+        commit_only: false,
     }));
     let bytes = wire::encode(&m).to_vec();
     // The noop entry's kind field is `0x18 0x01` (field 3, varint 1); make it kind 5.
@@ -556,6 +562,7 @@ prop_compose! {
                 prev_log_term: Term(prev_log_term),
                 entries,
                 leader_commit: LogIndex(leader_commit),
+                commit_only: leader_commit % 2 == 1,
             }),
         }
     }

@@ -42,6 +42,7 @@ fn message(seq: u64, large: bool) -> Message {
                 vec![0x42u8; 64 << 10],
             )],
             leader_commit: LogIndex(0),
+            commit_only: false,
         })
     } else {
         MessageBody::Heartbeat(Heartbeat {

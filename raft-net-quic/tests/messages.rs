@@ -47,6 +47,7 @@ fn bodies() -> Vec<MessageBody> {
                 Entry::new(Term(3), LogIndex(6), vec![7u8; 100_000]),
             ],
             leader_commit: LogIndex(4),
+            commit_only: false,
         }),
         MessageBody::AppendEntriesResponse(AppendEntriesResponse {
             index: LogIndex(9),
@@ -111,6 +112,7 @@ async fn replication_stream_keeps_order_under_load() {
                     prev_log_term: Term(1),
                     entries: vec![Entry::new(Term(1), LogIndex(i), vec![i as u8; 512])],
                     leader_commit: LogIndex(0),
+                    commit_only: false,
                 }),
             };
             match a.t.send(m) {
@@ -185,6 +187,7 @@ async fn misaddressed_and_unknown_sends_are_refused() {
             prev_log_term: Term(0),
             entries: vec![Entry::new(Term(1), LogIndex(1), vec![0u8; 9 << 20])],
             leader_commit: LogIndex(0),
+            commit_only: false,
         }),
     };
     assert!(matches!(a.t.send(huge), Err(SendError::TooLarge { .. })));

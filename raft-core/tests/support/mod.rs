@@ -55,6 +55,7 @@ pub fn append(
             prev_log_term: Term(prev.1),
             entries,
             leader_commit: LogIndex(commit),
+            commit_only: false,
         }),
     }
 }
@@ -392,14 +393,15 @@ pub fn describe(m: &Message) -> String {
             if v.granted { "granted" } else { "rejected" }
         ),
         AppendEntries(a) => format!(
-            "App prev={}/{} entries={} commit={}",
+            "App prev={}/{} entries={} commit={}{}",
             a.prev_log_index,
             a.prev_log_term,
             match (a.entries.first(), a.entries.last()) {
                 (Some(f), Some(l)) => format!("[{}..{}]", f.index, l.index),
                 _ => "[]".to_string(),
             },
-            a.leader_commit
+            a.leader_commit,
+            if a.commit_only { " (commit only)" } else { "" }
         ),
         AppendEntriesResponse(r) => match r.reject {
             None => format!("AppResp ok index={}", r.index),
