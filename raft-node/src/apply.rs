@@ -74,8 +74,7 @@ pub(crate) struct ApplyFailed;
 
 impl Applier {
     /// Applies committed entries, in log order after every batch handed out before.
-    pub(crate) fn apply(&self, entries: Vec<Entry>) -> Result<(), ApplyFailed> {
-        let mut entries = entries;
+    pub(crate) fn apply(&self, mut entries: Vec<Entry>) -> Result<(), ApplyFailed> {
         if self.shared.queued.load(Ordering::Acquire) == 0 && small(&entries) {
             match apply_batch(&self.shared, &mut entries, Wait::No) {
                 Applied::Done => {
