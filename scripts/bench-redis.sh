@@ -31,6 +31,9 @@ Options:
                        at least 2000 and 20 per client x pipeline, at most 5,000,000;
                        each server gets its own count)
   --seconds S          target length of one run with --requests auto (default 4)
+  --rounds N           run every case N times, alternating the two servers (default 1);
+                       the table then shows medians, the ratios are the medians of the
+                       rounds' ratios, and every round's ratios are listed below it
   --timeout SECS       give up on one redis-benchmark run after SECS (default 300)
   --no-prefill         do not write the 100000 keys GET reads before the GET cases
   --json FILE          also write the results as JSON to FILE
@@ -73,6 +76,7 @@ PIPELINES="1 16"
 OPS="set get"
 REQUESTS="auto"
 SECONDS_PER_RUN=4
+ROUNDS=1
 RUN_TIMEOUT=300
 PREFILL=1
 JSON_OUT=""
@@ -92,6 +96,7 @@ while [ "$#" -gt 0 ]; do
         --ops) need_arg "$@"; OPS="$2"; shift 2 ;;
         --requests) need_arg "$@"; REQUESTS="$2"; shift 2 ;;
         --seconds) need_arg "$@"; SECONDS_PER_RUN="$2"; shift 2 ;;
+        --rounds) need_arg "$@"; ROUNDS="$2"; shift 2 ;;
         --timeout) need_arg "$@"; RUN_TIMEOUT="$2"; shift 2 ;;
         --no-prefill) PREFILL=0; shift ;;
         --json) need_arg "$@"; JSON_OUT="$2"; shift 2 ;;
@@ -117,6 +122,7 @@ for v in "${OP_LIST[@]}"; do
 done
 [ "$REQUESTS" = auto ] || is_uint "$REQUESTS" || die "--requests: a positive integer or auto"
 is_uint "$SECONDS_PER_RUN" || die "--seconds: a positive integer"
+is_uint "$ROUNDS" || die "--rounds: a positive integer"
 is_uint "$RUN_TIMEOUT" || die "--timeout: a positive integer (seconds)"
 if [ -n "$TARGET" ]; then
     [[ "$TARGET" =~ ^[^:]+:[0-9]+$ ]] || die "--target: expected HOST:PORT, got $TARGET"
@@ -431,19 +437,25 @@ e = 10 ** max(0, int(math.log10(n)) - 1)
 print(int(round(n / e) * e))' "$rps" "$SECONDS_PER_RUN" $((c * p))
 }
 
-# bench WHO HOST PORT OP C P: pick the request count, run, record a row in $RESULTS.
+# bench ROUND WHO HOST PORT OP C P: run (the request count is picked in the first round and
+# kept), record a row in $RESULTS.
+declare -A PICKED=()
 bench() {
-    local who="$1" host="$2" port="$3" op="$4" c="$5" p="$6" n out err rc
-    n="$(pick_n "$@")"
-    out="$WORK/$op-c$c-P$p-$who.csv"
-    err="$WORK/$op-c$c-P$p-$who.err"
+    local round="$1" who="$2" host="$3" port="$4" op="$5" c="$6" p="$7" n out err rc key
+    key="$who-$op-$c-$p"
+    if [ -z "${PICKED[$key]:-}" ]; then
+        PICKED[$key]="$(pick_n "$who" "$host" "$port" "$op" "$c" "$p")"
+    fi
+    n="${PICKED[$key]}"
+    out="$WORK/$op-c$c-P$p-$who-r$round.csv"
+    err="$WORK/$op-c$c-P$p-$who-r$round.err"
     rc="$(run_bench "$host" "$port" "$op" "$c" "$p" "$n" "$out" "$err")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$p" "$n" "$who" "$rc" "$out" "$err" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$p" "$n" "$who" "$rc" "$out" "$err" "$round" >>"$RESULTS"
 }
 
-summary_of() { # summary_of WHO OP C P: "n=N: R rps, p99 X ms" or "n=N: FAIL"
-    local out="$WORK/$2-c$3-P$4-$1.csv" n
-    n="$(awk -F'\t' -v w="$1" -v o="$2" -v c="$3" -v p="$4" '$5 == w && $1 == o && $2 == c && $3 == p { print $4 }' "$RESULTS")"
+summary_of() { # summary_of ROUND WHO OP C P: "n=N: R rps, p99 X ms" or "n=N: FAIL"
+    local out="$WORK/$3-c$4-P$5-$2-r$1.csv" n
+    n="${PICKED[$2-$3-$4-$5]}"
     python3 - "$out" "$n" <<'PY'
 import csv, sys
 try:
@@ -464,20 +476,24 @@ for op in "${OP_LIST[@]}"; do
     fi
     for c in "${CLIENT_LIST[@]}"; do
         for p in "${PIPE_LIST[@]}"; do
-            bench redis 127.0.0.1 "$BASE_PORT" "$op" "$c" "$p"
-            line="${op^^} c=$c P=$p: redis $(summary_of redis "$op" "$c" "$p")"
-            if [ "$BASELINE_ONLY" -eq 0 ]; then
-                bench ours "${TARGET%:*}" "${TARGET##*:}" "$op" "$c" "$p"
-                line+=" | ours $(summary_of ours "$op" "$c" "$p")"
-            fi
-            log "$line"
+            for ((round = 1; round <= ROUNDS; round++)); do
+                bench "$round" redis 127.0.0.1 "$BASE_PORT" "$op" "$c" "$p"
+                line="${op^^} c=$c P=$p"
+                [ "$ROUNDS" -eq 1 ] || line+=" round $round"
+                line+=": redis $(summary_of "$round" redis "$op" "$c" "$p")"
+                if [ "$BASELINE_ONLY" -eq 0 ]; then
+                    bench "$round" ours "${TARGET%:*}" "${TARGET##*:}" "$op" "$c" "$p"
+                    line+=" | ours $(summary_of "$round" ours "$op" "$c" "$p")"
+                fi
+                log "$line"
+            done
         done
     done
 done
 
 # ---------------------------------------------------------------- report
 python3 - "$RESULTS" "$JSON_OUT" "$BASELINE_ONLY" "$TARGET" "$BASE_PORT" "$RUN_TIMEOUT" "$WORK/fdatasync.txt" <<'PY'
-import csv, json, sys, time
+import csv, json, statistics, sys, time
 results, json_out, baseline_only, target, base_port, run_timeout, fds = sys.argv[1:8]
 baseline_only = baseline_only == "1"
 FIELDS = ["rps", "avg_latency_ms", "min_latency_ms", "p50_latency_ms", "p95_latency_ms",
@@ -505,30 +521,56 @@ def load(rc, out, err):
     except (KeyError, ValueError):
         return None, "unexpected CSV: %s" % open(out).read().strip()[:200]
 
-cases = {}
-order = []
-for line in open(results):
-    op, c, p, n, who, rc, out, err = line.rstrip("\n").split("\t")
-    key = (op, int(c), int(p))
-    if key not in cases:
-        cases[key] = {"op": op.upper(), "clients": int(c), "pipeline": int(p)}
-        order.append(key)
-    cases[key][who + "_requests"] = int(n)
-    res, note = load(rc, out, err)
-    cases[key][who] = res
-    if note:
-        cases[key][who + "_error" if res is None else who + "_note"] = note
-
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
+def median_of(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+# Runs by case and round; a case's figures are the medians over its rounds (a failed round
+# makes the case fail), its ratios the medians of the rounds' ratios (each round pairs the
+# two servers back to back, so the machine's drift cancels within a round).
+runs = {}
+order = []
+for line in open(results):
+    op, c, p, n, who, rc, out, err, rnd = line.rstrip("\n").split("\t")
+    key = (op, int(c), int(p))
+    if key not in runs:
+        runs[key] = {}
+        order.append(key)
+    res, note = load(rc, out, err)
+    runs[key].setdefault(int(rnd), {})[who] = (int(n), res, note)
+
 rows = []
+cases = {}
 for key in order:
-    row = cases[key]
-    r, o = row.get("redis"), row.get("ours")
-    row["rps_ratio"] = ratio(o and o["rps"], r and r["rps"])
-    row["p99_ratio"] = ratio(o and o["p99_latency_ms"], r and r["p99_latency_ms"])
+    row = {"op": key[0].upper(), "clients": key[1], "pipeline": key[2], "rounds": []}
+    for rnd in sorted(runs[key]):
+        got = runs[key][rnd]
+        r = got.get("redis", (0, None, ""))[1]
+        o = got.get("ours", (0, None, ""))[1]
+        row["rounds"].append({
+            "redis": r, "ours": o,
+            "rps_ratio": ratio(o and o["rps"], r and r["rps"]),
+            "p99_ratio": ratio(o and o["p99_latency_ms"], r and r["p99_latency_ms"]),
+        })
+        for who, (n, res, note) in got.items():
+            row[who + "_requests"] = n
+            if note:
+                row[who + "_error" if res is None else who + "_note"] = note
+    for who in ("redis", "ours"):
+        if not any(who in got for got in runs[key].values()):
+            continue  # --baseline-only: no runs of ours
+        got = [rd[who] for rd in row["rounds"]]
+        row[who] = None if any(g is None for g in got) else {
+            k: statistics.median(g[k] for g in got) for k in FIELDS}
+    row["rps_ratio"] = median_of(rd["rps_ratio"] for rd in row["rounds"])
+    row["p99_ratio"] = median_of(rd["p99_ratio"] for rd in row["rounds"])
+    if len(row["rounds"]) == 1:
+        del row["rounds"]
     rows.append(row)
+    cases[key] = row
 
 def f_rps(res):
     return "FAIL" if res is None else "%.0f" % res["rps"]
@@ -552,6 +594,12 @@ for row in rows:
         f_ratio(row["p99_ratio"])))
 print()
 print("Latencies in ms (with -P 16, per pipeline batch). ratio = ours/redis rps; p99 ratio = ours/redis p99.")
+for row in rows:
+    if "rounds" in row and not baseline_only:
+        print("%s c=%d P=%d, by round: ratio %s; p99 ratio %s" % (
+            row["op"], row["clients"], row["pipeline"],
+            " ".join(f_ratio(rd["rps_ratio"]) for rd in row["rounds"]),
+            " ".join(f_ratio(rd["p99_ratio"]) for rd in row["rounds"])))
 for row in rows:
     for who in ("redis", "ours"):
         if row.get(who + "_error"):
