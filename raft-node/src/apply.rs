@@ -261,3 +261,61 @@ fn apply_batch(sh: &Shared, entries: &mut Vec<Entry>, wait: Wait) -> Applied {
     }
     Applied::Done
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, SetCond};
+    use std::time::Duration;
+
+    fn set(i: u64, key: &str) -> Entry {
+        let cmd = Command::Set {
+            key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+            value: bytes::Bytes::from_static(b"v"),
+            cond: SetCond::Always,
+        };
+        Entry::new(Term(1), LogIndex(i), cmd.encode())
+    }
+
+    /// A small batch is applied in place; one RocksDB would stall goes to the thread, which
+    /// waits out the stall, and the batches after it follow it there, in order.
+    #[test]
+    fn a_stalled_batch_goes_to_the_thread_and_order_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = KvStore::open(dir.path()).unwrap();
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied) = watch::channel(LogIndex(0));
+        let applier = spawn(kv.clone(), Waiters::default(), events, applied_tx).unwrap();
+
+        applier.apply(vec![set(1, "a")]).unwrap();
+        // Applied in place: done before `apply` returned.
+        assert_eq!(*applied.borrow(), LogIndex(1));
+
+        kv.stop_writes_after_a_flush(true);
+        kv.sync().unwrap();
+        applier.apply(vec![set(2, "b")]).unwrap();
+        applier.apply(vec![set(3, "c")]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(*applied.borrow(), LogIndex(1), "stalled: nothing applied");
+        assert_eq!(applier.shared.queued.load(Ordering::Acquire), 2);
+
+        kv.stop_writes_after_a_flush(false);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while *applied.borrow() < LogIndex(3) {
+            assert!(
+                Instant::now() < deadline,
+                "the thread never applied the batches"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(kv.get(b"b").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(kv.get(b"c").unwrap().as_deref(), Some(&b"v"[..]));
+        // The thread is idle again: the next small batch is applied in place.
+        while applier.shared.queued.load(Ordering::Acquire) != 0 {
+            assert!(Instant::now() < deadline, "the thread never finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        applier.apply(vec![set(4, "d")]).unwrap();
+        assert_eq!(*applied.borrow(), LogIndex(4));
+    }
+}

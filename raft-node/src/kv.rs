@@ -204,6 +204,22 @@ impl KvStore {
         }
     }
 
+    /// For tests: with `stop`, one level-0 file is too many (a compaction starts only at
+    /// four), so RocksDB stops writes once a flush is in; without, the defaults again.
+    #[cfg(test)]
+    pub(crate) fn stop_writes_after_a_flush(&self, stop: bool) {
+        let trigger = if stop { "1" } else { "36" };
+        self.db
+            .set_options_cf(
+                &self.cf(CF_KV),
+                &[
+                    ("level0_slowdown_writes_trigger", trigger),
+                    ("level0_stop_writes_trigger", trigger),
+                ],
+            )
+            .expect("valid options");
+    }
+
     /// Makes every applied write durable (before the log is compacted below it): flushes
     /// both column families, at one point.
     pub fn sync(&self) -> Result<(), KvError> {
@@ -495,6 +511,26 @@ mod tests {
         assert_eq!(rec.applied, (LogIndex(8), Term(1)));
         assert_eq!(kv.count_keys().unwrap(), 1);
         assert_eq!(kv.get(b"s").unwrap(), Some(b("hello world")));
+    }
+
+    /// The driver applies without waiting (see `crate::apply`): a write RocksDB would stall
+    /// is not made at all, so the apply thread can make it later.
+    #[test]
+    fn a_write_that_would_stall_is_not_made_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = KvStore::open(dir.path()).unwrap();
+        kv.stop_writes_after_a_flush(true);
+        kv.apply(&[entry(1, set("a", "1", SetCond::Always))], true)
+            .unwrap();
+        kv.sync().unwrap();
+        let second = [entry(2, set("b", "2", SetCond::Always))];
+        assert!(kv.apply(&second, false).unwrap().is_none());
+        assert_eq!(kv.get(b"b").unwrap(), None);
+        assert_eq!(kv.applied().unwrap().0, LogIndex(1));
+        kv.stop_writes_after_a_flush(false);
+        assert!(kv.apply(&second, false).unwrap().is_some());
+        assert_eq!(kv.get(b"b").unwrap(), Some(b("2")));
+        assert_eq!(kv.applied().unwrap().0, LogIndex(2));
     }
 
     #[test]
