@@ -107,11 +107,10 @@ impl<S: Storage> Raft<S> {
         // answered every append: its answer would repeat what we know. Not asking for one
         // saves a message each way per commit on an otherwise idle cluster.
         let commit_only = mode == Send::IfNewOrCommit
+            && carry
             && !has_new
-            && !probing
             && pr.state == ProgressState::Replicate
-            && pr.matched == last
-            && carry;
+            && pr.matched == last;
 
         let prev = next.prev();
         let prev_term = match self.log.term(prev) {

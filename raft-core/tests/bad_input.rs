@@ -1265,15 +1265,19 @@ fn undecodable_conf_change_entry_is_malformed() {
         data: Bytes::from_static(&[0xff, 0xff]),
     };
     let entries = vec![Entry::new(Term(2), LogIndex(1), &b"a"[..]), bad];
-    let err = node.step(append_from(2, 2, (0, 0), entries)).unwrap_err();
+    refused_as_malformed(
+        &mut node,
+        append_from(2, 2, (0, 0), entries),
+        "undecodable configuration change",
+    );
+}
+
+/// Steps `m` into `node` (whose log is empty) and checks it is refused as malformed for
+/// `reason`, with nothing taken.
+fn refused_as_malformed(node: &mut RawNode<MemStorage>, m: Message, reason: &str) {
+    let err = node.step(m).unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::MalformedMessage {
-                reason: "undecodable configuration change",
-                ..
-            }
-        ),
+        matches!(&err, Error::MalformedMessage { reason: r, .. } if *r == reason),
         "{err}"
     );
     assert_eq!(node.status().last_index, LogIndex(0));
@@ -1292,19 +1296,7 @@ fn commit_only_append_with_entries_is_malformed() {
     if let MessageBody::AppendEntries(a) = &mut m.body {
         a.commit_only = true;
     }
-    let err = node.step(m).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::MalformedMessage {
-                reason: "a commit-only append carries entries",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(node.status().last_index, LogIndex(0));
-    assert!(!node.has_ready());
+    refused_as_malformed(&mut node, m, "a commit-only append carries entries");
 }
 
 #[test]
