@@ -34,11 +34,24 @@ pub enum CertError {
     /// A PEM file holds no usable certificate or key.
     #[error("{0}")]
     Pem(String),
+    /// A certificate outside the peer transport was asked to carry a node's name: signed by
+    /// the cluster CA, it would be taken as that node's identity on the Raft port.
+    #[error("{0:?} is a node's name (node-<id>): only that node's certificate may carry it")]
+    NodeName(String),
 }
 
 /// The DNS name a node's certificate carries: `node-<id>`.
 pub fn node_name(id: NodeId) -> String {
     format!("node-{}", id.get())
+}
+
+/// Whether `name` has the form of a node's name, `node-<digits>` in any case (DNS names
+/// compare without case): [`ClusterCa::issue_named`] refuses it.
+pub fn is_node_name(name: &str) -> bool {
+    name.get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("node-"))
+        && name.len() > 5
+        && name[5..].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A cluster certificate authority: signs node certificates.
@@ -132,11 +145,18 @@ impl ClusterCa {
     /// A certificate for TLS outside the peer transport (a client port, a client), valid for
     /// ten years: `names` (DNS names or IP addresses) are its subject alternative names.
     /// Returns the certificate and the private key (PEM).
+    ///
+    /// A node's name (`node-<id>`) is refused ([`CertError::NodeName`]): the transport takes
+    /// any certificate of the cluster CA that names `node-<id>` as node `<id>`, so a client
+    /// holding one could join the cluster as that node.
     pub fn issue_named(
         &self,
         common_name: &str,
         names: &[String],
     ) -> Result<(String, String), CertError> {
+        if let Some(name) = names.iter().find(|n| is_node_name(n)) {
+            return Err(CertError::NodeName(name.clone()));
+        }
         let now = SystemTime::now();
         self.sign(
             common_name,
@@ -225,4 +245,38 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CertError
     let _ = secret;
     let mut f = opts.open(path).map_err(err)?;
     std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_recognised_in_any_case() {
+        for name in ["node-1", "NODE-2", "Node-0042"] {
+            assert!(is_node_name(name), "{name}");
+        }
+        for name in [
+            "node-",
+            "node",
+            "node-1a",
+            "node-1.example",
+            "mynode-1",
+            "app",
+            "n",
+        ] {
+            assert!(!is_node_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_named_certificate_cannot_carry_a_node_name() {
+        let ca = ClusterCa::generate().unwrap();
+        let names = vec!["localhost".to_string(), "Node-3".to_string()];
+        match ca.issue_named("client-port", &names) {
+            Err(CertError::NodeName(n)) => assert_eq!(n, "Node-3"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(ca.issue_named("app", &["app".to_string()]).is_ok());
+    }
 }

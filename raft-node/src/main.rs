@@ -28,8 +28,10 @@ enum Cmd {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Node ids, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
+        /// Node ids, comma-separated: makes a new cluster CA and a certificate per node.
+        /// Without it, the CA already in the directory signs the client-port and client
+        /// certificates asked for (so a new client needs no new cluster certificates).
+        #[arg(long, value_delimiter = ',')]
         ids: Vec<u64>,
         /// Replace an existing CA in the directory.
         #[arg(long)]
@@ -218,9 +220,7 @@ fn main() -> ExitCode {
             force,
             client_port_names,
             clients,
-        } => {
-            certs(&out, &ids, force).and_then(|()| client_certs(&out, &client_port_names, &clients))
-        }
+        } => certs_command(&out, &ids, force, &client_port_names, &clients),
         Cmd::HashPassword { iterations } => hash_password(iterations),
         Cmd::Run(args) => args
             .config()
@@ -272,6 +272,58 @@ fn certs(out: &Path, ids: &[u64], force: bool) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// `raft-node certs`: with `--ids` a new cluster CA and node certificates, then the named
+/// certificates asked for; without, only those, signed by the CA already in `out`.
+fn certs_command(
+    out: &Path,
+    ids: &[u64],
+    force: bool,
+    port_names: &[String],
+    clients: &[String],
+) -> Result<(), NodeError> {
+    check_cert_names(port_names, clients)?;
+    if !ids.is_empty() {
+        certs(out, ids, force)?;
+    } else if port_names.is_empty() && clients.is_empty() {
+        return Err(NodeError::Config(
+            "nothing to write: pass --ids, --client-port-names or --clients".into(),
+        ));
+    } else if !out.join("ca.key").exists() {
+        return Err(NodeError::Config(format!(
+            "{} holds no cluster CA: pass --ids to make one",
+            out.display()
+        )));
+    }
+    client_certs(out, port_names, clients)
+}
+
+/// Refuses, before anything is written, names that no certificate should carry: client
+/// names that would not make a file name, and a node's name (`node-<id>`), which the peer
+/// transport would take as that node's identity.
+fn check_cert_names(port_names: &[String], clients: &[String]) -> Result<(), NodeError> {
+    for name in clients {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(NodeError::Config(format!(
+                "client name {name:?}: use letters, digits, - and _"
+            )));
+        }
+    }
+    if let Some(name) = port_names
+        .iter()
+        .chain(clients)
+        .find(|n| raft_net_quic::certs::is_node_name(n))
+    {
+        return Err(NodeError::Config(
+            raft_net_quic::certs::CertError::NodeName(name.clone()).to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// The TLS client port's certificate and client certificates, signed by the CA in `out`.
 fn client_certs(out: &Path, port_names: &[String], clients: &[String]) -> Result<(), NodeError> {
     let write = |base: &str, names: &[String]| {
@@ -286,15 +338,6 @@ fn client_certs(out: &Path, port_names: &[String], clients: &[String]) -> Result
         );
     }
     for name in clients {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(NodeError::Config(format!(
-                "client name {name:?}: use letters, digits, - and _"
-            )));
-        }
         write(&format!("client-{name}"), std::slice::from_ref(name))?;
         println!("wrote client-{name}.crt and client-{name}.key");
     }

@@ -357,3 +357,68 @@ fn hash_password_prints_a_salted_hash() {
         .unwrap();
     assert!(!empty.status.success());
 }
+
+/// `raft-node certs --clients` without `--ids` signs with the CA already there (a new client
+/// needs no new cluster certificates), and no certificate may carry a node's name: the peer
+/// transport would take it as that node.
+#[test]
+fn certs_adds_clients_to_an_existing_ca_and_refuses_node_names() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let certs = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("certs")
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let none = certs(&["--clients", "app"]);
+    assert!(!none.status.success());
+    assert!(
+        text(&none).contains("holds no cluster CA"),
+        "{}",
+        text(&none)
+    );
+
+    let made = certs(&["--ids", "1,2"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+    let (ca, node) = (read("ca.crt"), read("node-1.crt"));
+
+    for args in [
+        &["--clients", "app,node-2"][..],
+        &["--client-port-names", "localhost,NODE-1"],
+    ] {
+        let refused = certs(args);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(text(&refused).contains("node's name"), "{}", text(&refused));
+    }
+    assert!(!out.join("client-app.crt").exists(), "nothing written");
+    assert!(!out.join("client-node-2.crt").exists());
+    assert!(!out.join("client-port.crt").exists());
+
+    let added = certs(&["--clients", "app"]);
+    assert!(added.status.success(), "{}", text(&added));
+    assert_eq!(read("ca.crt"), ca, "the CA is kept");
+    assert_eq!(read("node-1.crt"), node, "node certificates are kept");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&ca).unwrap())
+        .unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+    let client = CertificateDer::from_pem_slice(&read("client-app.crt")).unwrap();
+    verifier
+        .verify_client_cert(&client, &[], UnixTime::now())
+        .expect("the client certificate is signed by the cluster CA");
+}
