@@ -221,6 +221,12 @@ impl Transport {
         self.shared.id
     }
 
+    /// The largest frame a peer accepts ([`crate::TransportConfig`]'s `max_frame_bytes`): no
+    /// message or forwarded request may be larger once encoded.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.shared.cfg.max_frame_bytes
+    }
+
     /// The bound UDP address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.shared.endpoint.local_addr()

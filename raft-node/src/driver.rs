@@ -497,6 +497,12 @@ impl Driver {
                 metrics::counter!("raft_send_queue_full_total").increment(1);
                 self.raw.report_unreachable(to);
             }
+            // Proposals are kept small enough to replicate (`NodeHandle::max_entry_bytes`),
+            // so this is a bug, and replication to the peer stops behind the message.
+            Err(e @ SendError::TooLarge { .. }) => {
+                metrics::counter!("raft_send_too_large_total").increment(1);
+                tracing::error!(node = %self.raft_id(), to = %to, error = %e, "message too large to send");
+            }
             Err(e) => tracing::debug!(to = %to, error = %e, "message not sent"),
         }
     }

@@ -34,6 +34,15 @@ pub enum RequestError {
         "TRYAGAIN the node stopped before the write's outcome was known; it may or may not have been applied"
     )]
     StoppedUnknown,
+    /// The command, as a log entry, would not fit in a message to the followers; it was not
+    /// proposed.
+    #[error("ERR request too large ({bytes} bytes as a log entry, limit {limit})")]
+    TooLarge {
+        /// The encoded command's size.
+        bytes: usize,
+        /// The largest entry the transport can carry.
+        limit: usize,
+    },
     /// The client may not do this (`NOAUTH ...`, `NOPERM ...`); nothing was proposed.
     #[error("{0}")]
     Denied(String),

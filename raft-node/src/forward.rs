@@ -38,6 +38,20 @@ pub(crate) fn encode_request(user: &str, cmds: &[Bytes]) -> Bytes {
     b.freeze()
 }
 
+/// How many of `cmds`, from the first, one request for `user` can carry with at most
+/// `budget` bytes of commands and their lengths; at least one.
+pub(crate) fn fitting_prefix(user: &str, cmds: &[Bytes], budget: usize) -> usize {
+    let mut used = user.len().min(MAX_USER);
+    let n = cmds
+        .iter()
+        .take_while(|c| {
+            used += 4 + c.len();
+            used <= budget
+        })
+        .count();
+    n.max(1).min(cmds.len())
+}
+
 /// Decodes a request into the user and the commands (each checked to decode as a
 /// [`Command`]).
 pub(crate) fn decode_request(body: &Bytes) -> Result<(String, Vec<Bytes>), DecodeError> {
@@ -147,6 +161,21 @@ fn split(body: &Bytes) -> Result<Vec<Bytes>, DecodeError> {
 mod tests {
     use super::*;
     use crate::command::SetCond;
+
+    #[test]
+    fn a_request_takes_the_commands_that_fit_and_always_one() {
+        let cmds: Vec<Bytes> = [10, 10, 10].map(|n| Bytes::from(vec![0; n])).to_vec();
+        // The user name and a 4-byte length per command count against the budget.
+        assert_eq!(fitting_prefix("app", &cmds, 3 + 14 * 3), 3);
+        assert_eq!(fitting_prefix("app", &cmds, 3 + 14 * 3 - 1), 2);
+        assert_eq!(fitting_prefix("", &cmds, 14), 1);
+        assert_eq!(
+            fitting_prefix("", &cmds, 5),
+            1,
+            "a lone command always goes"
+        );
+        assert_eq!(fitting_prefix("", &[], 100), 0);
+    }
 
     #[test]
     fn batches_round_trip_and_damage_is_an_error() {

@@ -15,6 +15,10 @@ use crate::driver::{Input, RoleInfo};
 use crate::error::RequestError;
 use crate::kv::KvStore;
 
+/// Room in a transport frame for what wraps one entry: the message and AppendEntries fields,
+/// the entry's own term, index and kind, a forwarded request's user name and lengths.
+const ENTRY_ENVELOPE: usize = 4096;
+
 /// How long to wait before asking again after a transient refusal (a read round that a
 /// leader change failed, a forward to a peer that is reconnecting).
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -105,8 +109,26 @@ impl NodeHandle {
         results
     }
 
+    /// The largest command, encoded, that may become a log entry: an AppendEntries carrying
+    /// it alone must fit in one transport frame.
+    fn max_entry_bytes(&self) -> usize {
+        self.transport
+            .max_frame_bytes()
+            .saturating_sub(ENTRY_ENVELOPE)
+    }
+
+    fn too_large(&self, d: &Bytes) -> Option<RequestError> {
+        let limit = self.max_entry_bytes();
+        (d.len() > limit).then_some(RequestError::TooLarge {
+            bytes: d.len(),
+            limit,
+        })
+    }
+
     /// Proposes on this node, which must be the leader (a forwarded request arrives here).
     /// The proposals enter the driver's queue in order, so they get consecutive indexes.
+    /// A command too large to replicate is answered at once and not proposed: as an entry no
+    /// follower could receive, it would stop replication for good.
     pub(crate) async fn propose_local(
         &self,
         data: &[Bytes],
@@ -114,6 +136,10 @@ impl NodeHandle {
     ) -> Vec<Result<Outcome, RequestError>> {
         let mut waits = Vec::with_capacity(data.len());
         for d in data {
+            if let Some(e) = self.too_large(d) {
+                waits.push(Err(e));
+                continue;
+            }
             let (reply, rx) = oneshot::channel();
             let input = Input::Propose {
                 data: d.clone(),
@@ -123,10 +149,17 @@ impl NodeHandle {
             if self.inputs.send(input).await.is_err() {
                 break;
             }
-            waits.push(rx);
+            waits.push(Ok(rx));
         }
         let mut out = Vec::with_capacity(data.len());
         for rx in waits {
+            let rx = match rx {
+                Ok(rx) => rx,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
             out.push(match tokio::time::timeout_at(deadline.into(), rx).await {
                 Ok(Ok(r)) => r,
                 // The driver stopped with the proposal in its queue or in the log.
@@ -139,6 +172,8 @@ impl NodeHandle {
         out
     }
 
+    /// Forwards the longest prefix of `data` that fits in one frame (at least one command)
+    /// and returns its results; [`NodeHandle::write_batch`] forwards the rest after them.
     async fn forward(
         &self,
         leader: NodeId,
@@ -146,7 +181,11 @@ impl NodeHandle {
         data: &[Bytes],
         deadline: Instant,
     ) -> Vec<Result<Outcome, RequestError>> {
-        let n = data.len();
+        if let Some(e) = data.first().and_then(|d| self.too_large(d)) {
+            return vec![Err(e)];
+        }
+        let n = crate::forward::fitting_prefix(user, data, self.max_entry_bytes());
+        let data = &data[..n];
         let all = |e: RequestError| vec![Err(e); n];
         let blocked = self.faults.blocks(leader);
         let call = self

@@ -368,6 +368,58 @@ fn large_writes_forwarded_right_after_start() {
     );
 }
 
+/// A write whose log entry would not fit in one message to the followers is refused before
+/// it is proposed (such an entry could never be sent, and replication would stop behind it);
+/// pipelined writes that fit one by one but not together are forwarded in several requests.
+#[test]
+fn writes_too_large_to_replicate_are_refused_and_big_pipelines_forwarded() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    let mut cl = c.client(leader);
+    cl.set_timeout(Duration::from_secs(60));
+
+    // A DEL of 1,048,575 seven-byte keys: 7.3 MB of arguments, under the 8 MiB request
+    // limit, but 11.5 MB as an entry (each key carries its length), over the 8 MiB frame.
+    let mut del: Vec<&[u8]> = vec![b"DEL"];
+    del.resize(1 << 20, b"key0000");
+    let reply = cl.try_cmd_bytes(&del).expect("a reply");
+    match &reply {
+        Reply::Error(e) if e.starts_with("ERR request too large") => {}
+        other => panic!("DEL of 1,048,575 keys: {other:?}"),
+    }
+    // Just under the frame as an entry, but over the limit that leaves room for the message
+    // around it.
+    let value = vec![b'v'; (4 << 20) - 100];
+    let reply = cl
+        .try_cmd_bytes(&[b"MSET", b"k1", &value, b"k2", &value])
+        .expect("a reply");
+    match &reply {
+        Reply::Error(e) if e.starts_with("ERR request too large") => {}
+        other => panic!("MSET of two almost 4 MiB values: {other:?}"),
+    }
+    assert_eq!(cl.cmd(&["SET", "after", "1"]), ok(), "replication goes on");
+    for id in others(&c, leader) {
+        assert_eq!(
+            c.client(id).cmd_retry(&["GET", "after"], CONVERGE),
+            bulk("1"),
+            "node {id}"
+        );
+        assert_eq!(c.cmd(id, &["EXISTS", "k1", "k2"]), Reply::Integer(0));
+    }
+
+    // Two 4 MiB SETs pipelined through a follower: about 8 MiB together, more than one
+    // forwarding frame holds.
+    let mut cf = c.client(follower);
+    cf.set_timeout(Duration::from_secs(60));
+    let big = vec![b'w'; 4 << 20];
+    cf.send(&[b"SET", b"p1", &big]).unwrap();
+    cf.send(&[b"SET", b"p2", &big]).unwrap();
+    assert_eq!(cf.read_reply().unwrap(), ok());
+    assert_eq!(cf.read_reply().unwrap(), ok());
+    assert_eq!(cf.cmd(&["EXISTS", "p1", "p2"]), Reply::Integer(2));
+}
+
 /// Sends `args` to node `id` and expects a `-TRYAGAIN` error within `limit`.
 fn expect_tryagain(c: &Cluster, id: u64, args: &[&str], limit: Duration) {
     let mut cl = c.client(id);
