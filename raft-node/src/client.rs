@@ -26,6 +26,7 @@ const UNAUTHENTICATED: Limits = Limits {
     max_bulk_bytes: 16 << 10,
     max_args: 10,
     max_inline_bytes: 16 << 10,
+    max_request_bytes: 10 * (16 << 10),
 };
 /// A TLS client that has not finished its handshake after this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,6 +130,7 @@ async fn connection(
     };
     let full = Limits {
         max_bulk_bytes: settings.limits.max_request_bytes,
+        max_request_bytes: settings.limits.max_request_bytes,
         ..Limits::default()
     };
     let mut parser = RequestParser::new(full);
@@ -150,9 +152,14 @@ async fn connection(
             parser.set_limits(UNAUTHENTICATED);
             1
         };
-        while requests.len() < batch {
+        // Requests held at once stay within about two requests' worth of bytes.
+        let mut held = 0;
+        while requests.len() < batch && held < settings.limits.max_request_bytes {
             match parser.parse(&mut buf) {
-                Ok(Some(args)) => requests.push(args),
+                Ok(Some(request)) => {
+                    held += request.held_bytes();
+                    requests.push(request);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // Malformed RESP: this connection only is closed, after an error.

@@ -40,6 +40,10 @@ pub enum Command {
         key: Bytes,
         /// Suffix.
         value: Bytes,
+        /// The longest value the result may be (the proposing leader's `max_value_bytes`),
+        /// carried in the entry so every replica decides alike. `None` in entries written
+        /// before it existed.
+        max_len: Option<u64>,
     },
     /// `INCRBY key delta` (and `INCR`).
     IncrBy {
@@ -79,6 +83,8 @@ const DEL: u8 = 2;
 const APPEND: u8 = 3;
 const INCRBY: u8 = 4;
 const MSET: u8 = 5;
+/// APPEND with the longest result allowed (tag 3 has none).
+const APPEND_MAX: u8 = 6;
 
 impl Command {
     /// The bytes stored in the log entry.
@@ -102,8 +108,18 @@ impl Command {
                     put_bytes(&mut b, k);
                 }
             }
-            Command::Append { key, value } => {
-                b.put_u8(APPEND);
+            Command::Append {
+                key,
+                value,
+                max_len,
+            } => {
+                match max_len {
+                    None => b.put_u8(APPEND),
+                    Some(max) => {
+                        b.put_u8(APPEND_MAX);
+                        b.put_u64_le(*max);
+                    }
+                }
                 put_bytes(&mut b, key);
                 put_bytes(&mut b, value);
             }
@@ -149,7 +165,16 @@ impl Command {
             APPEND => Command::Append {
                 key: r.bytes()?,
                 value: r.bytes()?,
+                max_len: None,
             },
+            APPEND_MAX => {
+                let max = u64::from_le_bytes(r.array()?);
+                Command::Append {
+                    key: r.bytes()?,
+                    value: r.bytes()?,
+                    max_len: Some(max),
+                }
+            }
             INCRBY => {
                 let delta = i64::from_le_bytes(r.array()?);
                 Command::IncrBy {
@@ -296,6 +321,12 @@ mod tests {
             Command::Append {
                 key: b("k"),
                 value: b("tail"),
+                max_len: None,
+            },
+            Command::Append {
+                key: b("k"),
+                value: b("tail"),
+                max_len: Some(4 << 20),
             },
             Command::IncrBy {
                 key: b("n"),

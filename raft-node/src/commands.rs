@@ -12,7 +12,7 @@ use crate::command::{Command, Outcome, SetCond};
 use crate::error::RequestError;
 use crate::handle::NodeHandle;
 use crate::kv::parse_i64;
-use crate::resp::Reply;
+use crate::resp::{Reply, Request};
 
 /// Size limits checked per command (a violation is an error reply; the connection stays).
 #[derive(Clone, Copy, Debug)]
@@ -105,7 +105,18 @@ impl Step {
     }
 }
 
-fn classify(limits: &CommandLimits, args: Vec<Bytes>) -> Step {
+fn classify(limits: &CommandLimits, request: Request) -> Step {
+    let args = match request {
+        Request::Args(args) => args,
+        Request::TooLarge { bytes } => {
+            metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
+                .increment(1);
+            return Step::Done(Reply::err(format!(
+                "request too large ({bytes} bytes, limit {})",
+                limits.max_request_bytes
+            )));
+        }
+    };
     let Some((name, arity)) = lookup(&args[0]) else {
         metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
             .increment(1);
@@ -124,7 +135,7 @@ fn classify(limits: &CommandLimits, args: Vec<Bytes>) -> Step {
     }
     match name {
         "set" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset" => {
-            match parse_write(name, &args[1..]) {
+            match parse_write(name, &args[1..], limits) {
                 Ok(cmd) => Step::Write(name, cmd),
                 Err(e) => {
                     count(name, false);
@@ -146,7 +157,7 @@ pub async fn execute_pipeline(
     node: &NodeHandle,
     limits: &CommandLimits,
     session: &mut Session,
-    requests: Vec<Vec<Bytes>>,
+    requests: Vec<Request>,
 ) -> Vec<(Reply, After)> {
     let steps: Vec<Step> = requests.into_iter().map(|a| classify(limits, a)).collect();
     let mut out = Vec::with_capacity(steps.len());
@@ -233,14 +244,9 @@ fn trunc(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned()
 }
 
+/// Keys and values over their limits. (The parser has already answered a request over
+/// `max_request_bytes` as a whole: [`Request::TooLarge`].)
 fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Reply> {
-    let total: usize = args.iter().map(|a| a.len()).sum();
-    if total > limits.max_request_bytes {
-        return Some(Reply::err(format!(
-            "request too large ({total} bytes, limit {})",
-            limits.max_request_bytes
-        )));
-    }
     // Keys are the arguments at these positions; the rest are values.
     let is_key = |i: usize| match name {
         "get" | "set" | "append" | "incr" | "decr" | "incrby" | "decrby" => i == 1,
@@ -273,7 +279,7 @@ fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Rep
 }
 
 /// A write command's arguments as a [`Command`].
-fn parse_write(name: &str, a: &[Bytes]) -> Result<Command, Reply> {
+fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Command, Reply> {
     Ok(match name {
         "set" => {
             let mut cond = SetCond::Always;
@@ -294,6 +300,7 @@ fn parse_write(name: &str, a: &[Bytes]) -> Result<Command, Reply> {
         "append" => Command::Append {
             key: a[0].clone(),
             value: a[1].clone(),
+            max_len: Some(limits.max_value_bytes as u64),
         },
         "incr" | "decr" | "incrby" | "decrby" => {
             let delta = match name {

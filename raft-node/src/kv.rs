@@ -351,13 +351,25 @@ impl Tx<'_> {
                 }
                 Outcome::Integer(n)
             }
-            Command::Append { key, value } => {
+            Command::Append {
+                key,
+                value,
+                max_len,
+            } => {
                 let old = self.get(&key)?;
-                let mut v = old.map(|b| b.to_vec()).unwrap_or_default();
+                let old_len = old.as_ref().map_or(0, |b| b.len());
+                let new_len = old_len as u64 + value.len() as u64;
+                if max_len.is_some_and(|max| new_len > max) {
+                    // Redis's text for a string grown past proto-max-bulk-len.
+                    return Ok(Outcome::Error(
+                        "ERR string exceeds maximum allowed size (proto_max_bulk_len)".into(),
+                    ));
+                }
+                let mut v = Vec::with_capacity(new_len as usize);
+                v.extend_from_slice(old.as_deref().unwrap_or_default());
                 v.extend_from_slice(&value);
-                let len = v.len() as i64;
                 self.put(key, v.into());
-                Outcome::Integer(len)
+                Outcome::Integer(new_len as i64)
             }
             Command::IncrBy { key, delta } => {
                 let old = self.get(&key)?;
@@ -461,6 +473,7 @@ mod tests {
                         Command::Append {
                             key: b("s"),
                             value: b("hello"),
+                            max_len: Some(11),
                         },
                     ),
                     entry(
@@ -468,17 +481,26 @@ mod tests {
                         Command::Append {
                             key: b("s"),
                             value: b(" world"),
+                            max_len: Some(11),
                         },
                     ),
                     entry(
                         7,
+                        Command::Append {
+                            key: b("s"),
+                            value: b("!"),
+                            max_len: Some(11),
+                        },
+                    ),
+                    entry(
+                        8,
                         Command::IncrBy {
                             key: b("s"),
                             delta: 1,
                         },
                     ),
                     entry(
-                        8,
+                        9,
                         Command::Del {
                             keys: vec![b("a"), b("nope"), b("a")],
                         },
@@ -499,6 +521,9 @@ mod tests {
                 Outcome::Integer(42),
                 Outcome::Integer(5),
                 Outcome::Integer(11),
+                Outcome::Error(
+                    "ERR string exceeds maximum allowed size (proto_max_bulk_len)".into()
+                ),
                 Outcome::Error("ERR value is not an integer or out of range".into()),
                 Outcome::Integer(1),
             ]
@@ -508,7 +533,7 @@ mod tests {
         assert_eq!(kv.count_keys().unwrap(), 1);
         drop(kv);
         let (kv, rec) = KvStore::open(dir.path()).unwrap();
-        assert_eq!(rec.applied, (LogIndex(8), Term(1)));
+        assert_eq!(rec.applied, (LogIndex(9), Term(1)));
         assert_eq!(kv.count_keys().unwrap(), 1);
         assert_eq!(kv.get(b"s").unwrap(), Some(b("hello world")));
     }

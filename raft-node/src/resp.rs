@@ -18,6 +18,10 @@ pub struct Limits {
     /// Longest inline request or `*`/`$` count line without a line end
     /// (Redis's `PROTO_INLINE_MAX_SIZE`).
     pub max_inline_bytes: usize,
+    /// Most bytes of arguments one multibulk request may hold. The arguments of a larger
+    /// one are read and dropped, and it comes out as [`Request::TooLarge`]: memory stays
+    /// bounded and the connection can go on.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             max_bulk_bytes: 512 * 1024 * 1024,
             max_args: 1 << 20,
             max_inline_bytes: 64 * 1024,
+            max_request_bytes: usize::MAX,
         }
     }
 }
@@ -78,6 +83,28 @@ fn display_byte(b: u8) -> char {
     }
 }
 
+/// One request read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Its arguments, the command name first.
+    Args(Vec<Bytes>),
+    /// Its arguments came to more than [`Limits::max_request_bytes`]; they were dropped.
+    TooLarge {
+        /// The arguments' total size.
+        bytes: usize,
+    },
+}
+
+impl Request {
+    /// Bytes of arguments held.
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            Request::Args(a) => a.iter().map(|b| b.len()).sum(),
+            Request::TooLarge { .. } => 0,
+        }
+    }
+}
+
 /// Lower bound for the capacity we ask for while a bulk is arriving.
 const MIN_BULK_RESERVE: usize = 64 * 1024;
 /// Cap for pre-sizing the argument vector from a declared count.
@@ -101,6 +128,8 @@ pub struct RequestParser {
     remaining: usize,
     /// Declared length of the bulk whose header has been consumed.
     bulk_len: Option<usize>,
+    /// Bytes of the request's arguments so far; past the limit they are no longer kept.
+    request_bytes: usize,
     /// Prefix of `buf` already searched for a line end without success.
     scanned: usize,
 }
@@ -113,6 +142,7 @@ impl RequestParser {
             args: Vec::new(),
             remaining: 0,
             bulk_len: None,
+            request_bytes: 0,
             scanned: 0,
         }
     }
@@ -131,7 +161,7 @@ impl RequestParser {
     /// Parses one complete request from the front of `buf`, consuming its
     /// bytes. `Ok(None)`: need more bytes; call again after appending.
     /// Empty inline lines, `*0` and `*-1` are skipped like Redis does.
-    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
         loop {
             if self.remaining == 0 {
                 let Some(&first) = buf.first() else {
@@ -141,7 +171,7 @@ impl RequestParser {
                     match self.parse_inline(buf)? {
                         None => return Ok(None),
                         Some(args) if args.is_empty() => continue,
-                        Some(args) => return Ok(Some(args)),
+                        Some(args) => return Ok(Some(Request::Args(args))),
                     }
                 }
                 let Some(cr) = self.find_byte(buf, b'\r') else {
@@ -166,6 +196,7 @@ impl RequestParser {
                 // `fits` above ensured count <= max_args, a usize.
                 let count = usize::try_from(count).unwrap_or(usize::MAX);
                 self.remaining = count;
+                self.request_bytes = 0;
                 self.args = Vec::with_capacity(count.min(MAX_ARGS_PREALLOC));
             }
 
@@ -201,11 +232,21 @@ impl RequestParser {
                 }
                 let data = buf.split_to(len).freeze();
                 self.consume(buf, 2);
-                self.args.push(data);
+                self.request_bytes = self.request_bytes.saturating_add(len);
+                if self.request_bytes <= self.limits.max_request_bytes {
+                    self.args.push(data);
+                } else {
+                    self.args = Vec::new();
+                }
                 self.bulk_len = None;
                 self.remaining -= 1;
             }
-            return Ok(Some(std::mem::take(&mut self.args)));
+            if self.request_bytes > self.limits.max_request_bytes {
+                return Ok(Some(Request::TooLarge {
+                    bytes: self.request_bytes,
+                }));
+            }
+            return Ok(Some(Request::Args(std::mem::take(&mut self.args))));
         }
     }
 
@@ -621,6 +662,14 @@ pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
 mod tests {
     use super::*;
 
+    /// The arguments of a parsed request (tests here never exceed the request limit).
+    fn args(r: Option<Request>) -> Option<Vec<Bytes>> {
+        r.map(|r| match r {
+            Request::Args(a) => a,
+            other => panic!("unexpected {other:?}"),
+        })
+    }
+
     fn req(parts: &[&str]) -> Vec<Bytes> {
         parts
             .iter()
@@ -648,7 +697,7 @@ mod tests {
             let n = next_chunk(input.len() - fed).clamp(1, input.len() - fed);
             buf.extend_from_slice(&input[fed..fed + n]);
             fed += n;
-            while let Some(r) = parser.parse(&mut buf)? {
+            while let Some(r) = parser.parse(&mut buf).map(args)? {
                 out.push(r);
             }
         }
@@ -658,7 +707,9 @@ mod tests {
     }
 
     fn one(input: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        RequestParser::new(Limits::default()).parse(&mut BytesMut::from(input))
+        RequestParser::new(Limits::default())
+            .parse(&mut BytesMut::from(input))
+            .map(args)
     }
 
     const MIXED: &[u8] = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\
@@ -683,9 +734,9 @@ mod tests {
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = BytesMut::from(MIXED);
         for expected in mixed_expected() {
-            assert_eq!(parser.parse(&mut buf), Ok(Some(expected)));
+            assert_eq!(parser.parse(&mut buf).map(args), Ok(Some(expected)));
         }
-        assert_eq!(parser.parse(&mut buf), Ok(None));
+        assert_eq!(parser.parse(&mut buf).map(args), Ok(None));
         assert!(buf.is_empty());
     }
 
@@ -758,7 +809,9 @@ mod tests {
             assert_eq!(one(input), Ok(Some(req(expected))), "{input:?}");
         }
         let mut hex = BytesMut::from(&b"ECHO \"\\xff\\x00\"\r\n"[..]);
-        let got = RequestParser::new(Limits::default()).parse(&mut hex);
+        let got = RequestParser::new(Limits::default())
+            .parse(&mut hex)
+            .map(args);
         assert_eq!(
             got,
             Ok(Some(vec![
@@ -794,7 +847,7 @@ mod tests {
         assert_eq!(got, Ok(vec![req(&["PING"])]));
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = BytesMut::from(&b"\r\n*0\r\n"[..]);
-        assert_eq!(parser.parse(&mut buf), Ok(None));
+        assert_eq!(parser.parse(&mut buf).map(args), Ok(None));
         assert!(buf.is_empty());
     }
 
@@ -806,7 +859,7 @@ mod tests {
         let mut result = Ok(None);
         while buf.len() <= limits.max_inline_bytes {
             buf.extend_from_slice(b"\x00\x01garbage");
-            result = parser.parse(&mut buf);
+            result = parser.parse(&mut buf).map(args);
             if buf.len() <= limits.max_inline_bytes {
                 assert_eq!(result, Ok(None));
             }
@@ -836,18 +889,40 @@ mod tests {
     }
 
     #[test]
+    fn a_request_over_the_byte_limit_is_read_whole_and_dropped() {
+        let limits = Limits {
+            max_request_bytes: 10,
+            ..Limits::default()
+        };
+        let mut parser = RequestParser::new(limits);
+        let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$4\r\nkey1\r\n$8\r\n12345678\r\n"[..]);
+        buf.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$4\r\nkey1\r\n");
+        assert_eq!(
+            parser.parse(&mut buf),
+            Ok(Some(Request::TooLarge { bytes: 15 }))
+        );
+        assert_eq!(parser.args.capacity(), 0, "nothing of it is held");
+        // The next request on the connection is read as usual.
+        assert_eq!(
+            parser.parse(&mut buf).map(args),
+            Ok(Some(req(&["GET", "key1"])))
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
     fn huge_declared_bulk_fails_without_waiting_for_data() {
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$1073741824\r\n"[..]);
         assert_eq!(
-            parser.parse(&mut buf),
+            parser.parse(&mut buf).map(args),
             Err(ProtocolError::InvalidBulkLength)
         );
         // Exactly at the limit is accepted (and nothing is preallocated).
         let limits = Limits::default();
         let mut parser = RequestParser::new(limits);
         let mut buf = BytesMut::from(format!("*1\r\n${}\r\nab", limits.max_bulk_bytes).as_bytes());
-        assert_eq!(parser.parse(&mut buf), Ok(None));
+        assert_eq!(parser.parse(&mut buf).map(args), Ok(None));
         assert!(parser.in_progress());
         assert!(buf.capacity() <= 1024 * 1024, "capacity {}", buf.capacity());
     }
@@ -955,7 +1030,7 @@ mod tests {
         for (i, piece) in input.chunks(PIECE).enumerate() {
             assert!(result.is_none(), "complete before piece {i}");
             buf.extend_from_slice(piece);
-            result = parser.parse(&mut buf).expect("valid input");
+            result = parser.parse(&mut buf).map(args).expect("valid input");
             // Growth follows what arrived, never the declared size.
             assert!(buf.capacity() <= 4 * (i + 1) * PIECE + 1024 * 1024);
         }
@@ -968,15 +1043,17 @@ mod tests {
 
     #[test]
     fn encode_request_round_trips() {
-        let args: [&[u8]; 4] = [b"SET", b"k", b"", b"\r\n\x00\xff"];
+        let parts: [&[u8]; 4] = [b"SET", b"k", b"", b"\r\n\x00\xff"];
         let mut buf = BytesMut::new();
-        encode_request(&args, &mut buf);
+        encode_request(&parts, &mut buf);
         assert_eq!(
             &buf[..],
             b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n$4\r\n\r\n\x00\xff\r\n"
         );
-        let got = RequestParser::new(Limits::default()).parse(&mut buf);
-        let expected: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        let got = RequestParser::new(Limits::default())
+            .parse(&mut buf)
+            .map(args);
+        let expected: Vec<Bytes> = parts.iter().map(|a| Bytes::copy_from_slice(a)).collect();
         assert_eq!(got, Ok(Some(expected)));
     }
 

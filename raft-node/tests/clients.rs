@@ -398,6 +398,18 @@ fn writes_too_large_to_replicate_are_refused_and_big_pipelines_forwarded() {
         Reply::Error(e) if e.starts_with("ERR request too large") => {}
         other => panic!("MSET of two almost 4 MiB values: {other:?}"),
     }
+    // More than max_request_bytes (8 MiB) of arguments in all, none too large alone: the
+    // request is read and dropped, and the connection goes on.
+    let mib = vec![b'm'; 1 << 20];
+    let mut mset: Vec<&[u8]> = vec![b"MSET"];
+    for _ in 0..9 {
+        mset.extend([&b"m"[..], &mib[..]]);
+    }
+    let reply = cl.try_cmd_bytes(&mset).expect("a reply");
+    match &reply {
+        Reply::Error(e) if e.starts_with("ERR request too large") => {}
+        other => panic!("MSET of 9 MiB: {other:?}"),
+    }
     assert_eq!(cl.cmd(&["SET", "after", "1"]), ok(), "replication goes on");
     for id in others(&c, leader) {
         assert_eq!(
