@@ -200,12 +200,12 @@ pub async fn execute_pipeline(
                 {
                     reads.push((n, a));
                 }
-                let barrier = node.read_barrier().await;
-                for (name, args) in reads {
-                    let reply = match &barrier {
-                        Ok(()) => serve_read(node, name, &args[1..]).unwrap_or_else(|e| e),
-                        Err(e) => request_error(e.clone()),
-                    };
+                let names: Vec<&'static str> = reads.iter().map(|(n, _)| *n).collect();
+                let replies = match node.read_barrier().await {
+                    Ok(()) => serve_reads(node, reads).await,
+                    Err(e) => vec![request_error(e); names.len()],
+                };
+                for (name, reply) in names.into_iter().zip(replies) {
                     count(name, !matches!(reply, Reply::Error(_)));
                     out.push((reply, After::Continue));
                 }
@@ -335,10 +335,57 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
 }
 
 /// Serves a read from the local state machine (after the read barrier).
+/// Reads that touch more keys than this, and DBSIZE (a scan of every key), run on a
+/// blocking thread: on the runtime they would hold up the driver and its heartbeats.
+const HEAVY_READ_KEYS: usize = 64;
+/// The most bytes of values one MGET may return (Redis's largest bulk by default): a small
+/// request naming a large value many times must not take the node's memory.
+const MAX_MGET_REPLY_BYTES: usize = 512 << 20;
+
+/// Serves reads after their barrier, in order.
+async fn serve_reads(node: &NodeHandle, reads: Vec<(&'static str, Vec<Bytes>)>) -> Vec<Reply> {
+    let serve = |node: &NodeHandle, reads: Vec<(&'static str, Vec<Bytes>)>| {
+        reads
+            .into_iter()
+            .map(|(name, args)| serve_read(node, name, &args[1..]).unwrap_or_else(|e| e))
+            .collect::<Vec<_>>()
+    };
+    let heavy = reads
+        .iter()
+        .any(|(name, args)| *name == "dbsize" || args.len() > HEAVY_READ_KEYS);
+    if !heavy {
+        return serve(node, reads);
+    }
+    let n = reads.len();
+    let handle = node.clone();
+    tokio::task::spawn_blocking(move || serve(&handle, reads))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a read thread failed");
+            vec![Reply::err("read failed"); n]
+        })
+}
+
 fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply> {
     Ok(match name {
         "get" => get(node, &a[0])?,
-        "mget" => Reply::Array(a.iter().map(|k| get(node, k)).collect::<Result<_, _>>()?),
+        "mget" => {
+            let mut values = Vec::with_capacity(a.len());
+            let mut bytes = 0usize;
+            for k in a {
+                let v = get(node, k)?;
+                if let Reply::Bulk(b) = &v {
+                    bytes += b.len();
+                    if bytes > MAX_MGET_REPLY_BYTES {
+                        return Err(Reply::err(format!(
+                            "reply too large (over {MAX_MGET_REPLY_BYTES} bytes of values)"
+                        )));
+                    }
+                }
+                values.push(v);
+            }
+            Reply::Array(values)
+        }
         "exists" => {
             let mut n = 0;
             for k in a {
