@@ -27,6 +27,7 @@ const UNAUTHENTICATED: Limits = Limits {
     max_args: 10,
     max_inline_bytes: 16 << 10,
     max_request_bytes: 10 * (16 << 10),
+    unauthenticated: true,
 };
 /// A TLS client that has not finished its handshake after this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -85,8 +85,12 @@ fn lookup(name: &[u8]) -> Option<(&'static str, i32)> {
 
 /// One request, checked and sorted by how it must run.
 enum Step {
-    /// Answered already (a bad request).
+    /// Answered already (an unknown command, a wrong number of arguments: Redis says so
+    /// before it asks for a login).
     Done(Reply),
+    /// A known command with bad arguments: its error is the answer once the client may run
+    /// it (before that, NOAUTH or NOPERM, as in Redis).
+    Refused(&'static str, Reply),
     /// A write, replicated through the log.
     Write(&'static str, Command),
     /// A read of the state machine, served after a read barrier.
@@ -100,7 +104,9 @@ impl Step {
     fn name(&self) -> Option<&'static str> {
         match self {
             Step::Done(_) => None,
-            Step::Write(n, _) | Step::Read(n, _) | Step::Other(n, _) => Some(n),
+            Step::Refused(n, _) | Step::Write(n, _) | Step::Read(n, _) | Step::Other(n, _) => {
+                Some(n)
+            }
         }
     }
 }
@@ -130,17 +136,13 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
         )));
     }
     if let Some(e) = check_sizes(name, &args, limits) {
-        count(name, false);
-        return Step::Done(e);
+        return Step::Refused(name, e);
     }
     match name {
         "set" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset" => {
             match parse_write(name, &args[1..], limits) {
                 Ok(cmd) => Step::Write(name, cmd),
-                Err(e) => {
-                    count(name, false);
-                    Step::Done(e)
-                }
+                Err(e) => Step::Refused(name, e),
             }
         }
         "get" | "mget" | "exists" | "dbsize" => Step::Read(name, args),
@@ -175,6 +177,10 @@ pub async fn execute_pipeline(
         }
         match step {
             Step::Done(reply) => out.push((reply, After::Continue)),
+            Step::Refused(name, reply) => {
+                count(name, false);
+                out.push((reply, After::Continue));
+            }
             Step::Write(name, cmd) => {
                 let (mut names, mut cmds) = (vec![name], vec![cmd]);
                 while let Some(Step::Write(n, c)) =
@@ -232,16 +238,22 @@ fn count(name: &'static str, ok: bool) {
 fn unknown_command(args: &[Bytes]) -> Reply {
     let mut text = format!(
         "ERR unknown command '{}', with args beginning with: ",
-        trunc(&args[0])
+        trunc(&args[0], 128)
     );
+    // As Redis: arguments while their text is under 128 bytes, each cut to what is left.
+    let start = text.len();
     for a in &args[1..] {
-        let _ = write!(text, "'{}' ", trunc(a));
+        let used = text.len() - start;
+        if used >= 128 {
+            break;
+        }
+        let _ = write!(text, "'{}' ", trunc(a, 128 - used));
     }
     Reply::Error(text)
 }
 
-fn trunc(b: &[u8]) -> String {
-    String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned()
+fn trunc(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
 }
 
 /// Keys and values over their limits. (The parser has already answered a request over
@@ -409,9 +421,10 @@ async fn run(node: &NodeHandle, session: &mut Session, name: &str, a: &[Bytes]) 
         },
         "echo" => Reply::Bulk(a[0].clone()),
         "quit" => Reply::ok(),
-        "select" => match &a[0][..] {
-            b"0" => Reply::ok(),
-            _ => Reply::err("DB index is out of range"),
+        "select" => match parse_i64(&a[0]) {
+            Some(0) => Reply::ok(),
+            Some(_) => Reply::err("DB index is out of range"),
+            None => Reply::err("value is not an integer or out of range"),
         },
         // Clients probe these at connect; answer so they carry on.
         "command" | "config" => Reply::Array(Vec::new()),
@@ -551,8 +564,14 @@ async fn login(node: &NodeHandle, session: &mut Session, user: &[u8], password: 
 /// `HELLO [protover [AUTH user password] [SETNAME name]]`: only RESP2 is spoken.
 async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
     if let Some(v) = a.first() {
-        if &v[..] != b"2" {
-            return Reply::Error("NOPROTO sorry, this protocol version is not supported".into());
+        match parse_i64(v) {
+            None => return Reply::err("Protocol version is not an integer or out of range"),
+            Some(2) => {}
+            Some(_) => {
+                return Reply::Error(
+                    "NOPROTO sorry, this protocol version is not supported".into(),
+                );
+            }
         }
     }
     let mut opts = a.iter().skip(1);
@@ -565,7 +584,10 @@ async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
             },
             b"setname" if opts.next().is_some() => {}
             _ => {
-                return Reply::err(format!("Syntax error in HELLO option '{}'", trunc(opt)));
+                return Reply::err(format!(
+                    "Syntax error in HELLO option '{}'",
+                    trunc(opt, 128)
+                ));
             }
         }
     }
@@ -629,5 +651,31 @@ pub fn request_error(e: RequestError) -> Reply {
             Reply::Error("TRYAGAIN no leader is known; retry shortly".into())
         }
         other => Reply::Error(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_lists_arguments_up_to_128_bytes_as_redis() {
+        let args = |v: &[&str]| {
+            v.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            unknown_command(&args(&["foo", "a", "b"])),
+            Reply::Error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ".into())
+        );
+        let long = "x".repeat(200);
+        let mut many = vec!["foo"];
+        many.extend(std::iter::repeat_n(long.as_str(), 10_000));
+        let Reply::Error(text) = unknown_command(&args(&many)) else {
+            panic!("an error")
+        };
+        let listed = text.split_once("beginning with: ").unwrap().1;
+        assert_eq!(listed, format!("'{}' ", "x".repeat(128)));
     }
 }

@@ -22,6 +22,9 @@ pub struct Limits {
     /// one are read and dropped, and it comes out as [`Request::TooLarge`]: memory stays
     /// bounded and the connection can go on.
     pub max_request_bytes: usize,
+    /// The limits are those of a client that has not logged in: a count or a bulk length
+    /// over them gets Redis 7.2's "unauthenticated" errors.
+    pub unauthenticated: bool,
 }
 
 impl Default for Limits {
@@ -31,6 +34,7 @@ impl Default for Limits {
             max_args: 1 << 20,
             max_inline_bytes: 64 * 1024,
             max_request_bytes: usize::MAX,
+            unauthenticated: false,
         }
     }
 }
@@ -46,6 +50,12 @@ pub enum ProtocolError {
     /// An element count that is not a number or above the limit.
     #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
+    /// An element count above the limit for a client that has not logged in.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk length above the limit for a client that has not logged in.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// The byte found where a bulk header (`$`) was due.
     #[error("Protocol error: expected '$', got '{}'", display_byte(*.0))]
     ExpectedDollar(u8),
@@ -187,7 +197,10 @@ impl RequestParser {
                     .filter(|_| lf == b'\n')
                     .ok_or(ProtocolError::InvalidMultibulkLength)?;
                 if count > 0 && !fits(count, self.limits.max_args) {
-                    return Err(ProtocolError::InvalidMultibulkLength);
+                    return Err(match self.limits.unauthenticated {
+                        true => ProtocolError::UnauthenticatedMultibulkLength,
+                        false => ProtocolError::InvalidMultibulkLength,
+                    });
                 }
                 self.consume(buf, cr + 2);
                 if count <= 0 {
@@ -270,9 +283,15 @@ impl RequestParser {
             return Ok(None);
         };
         let len = parse_strict_int(&buf[1..cr])
-            .filter(|&n| lf == b'\n' && n >= 0 && fits(n, self.limits.max_bulk_bytes))
-            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| lf == b'\n' && n >= 0)
             .ok_or(ProtocolError::InvalidBulkLength)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|_| fits(len, self.limits.max_bulk_bytes))
+            .ok_or(match self.limits.unauthenticated {
+                true => ProtocolError::UnauthenticatedBulkLength,
+                false => ProtocolError::InvalidBulkLength,
+            })?;
         self.consume(buf, cr + 2);
         self.bulk_len = Some(len);
         Ok(Some(len))
@@ -886,6 +905,31 @@ mod tests {
         long.resize(100, b'1');
         long.extend_from_slice(b"\r\n");
         assert_eq!(one(&long), Err(ProtocolError::InvalidMultibulkLength));
+    }
+
+    #[test]
+    fn limits_before_login_have_redis_texts() {
+        let limits = Limits {
+            max_bulk_bytes: 16,
+            max_args: 2,
+            unauthenticated: true,
+            ..Limits::default()
+        };
+        let one = |input: &[u8]| RequestParser::new(limits).parse(&mut BytesMut::from(input));
+        assert_eq!(
+            one(b"*3\r\n"),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            one(b"*1\r\n$17\r\n"),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        // A malformed length is malformed for everyone.
+        assert_eq!(one(b"*1\r\n$-3\r\n"), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(
+            ProtocolError::UnauthenticatedBulkLength.to_string(),
+            "Protocol error: unauthenticated bulk length"
+        );
     }
 
     #[test]

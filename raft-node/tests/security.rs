@@ -56,7 +56,10 @@ fn auth_gates_every_command_and_roles_gate_admin_commands() {
         &["RAFT.MEMBER", "REMOVE", "9"],
         &["RAFT.FAULT", "STATUS"],
     ];
-    let data_cmds: [&[&str]; 7] = [
+    // With bad arguments too: Redis asks for a login before it looks at them.
+    let data_cmds: [&[&str]; 9] = [
+        &["INCRBY", "k", "abc"],
+        &["SET", "k", "v", "EX", "1"],
         &["GET", "k"],
         &["SET", "k", "v"],
         &["DEL", "k"],
@@ -148,7 +151,7 @@ fn auth_gates_every_command_and_roles_gate_admin_commands() {
     let mut stranger = anonymous(&c, leader);
     assert_eq!(
         stranger.cmd(&["SET", "big", &big]),
-        Reply::Error("ERR Protocol error: invalid bulk length".into())
+        Reply::Error("ERR Protocol error: unauthenticated bulk length".into())
     );
     assert!(stranger.read_to_eof().is_ok_and(|rest| rest.is_empty()));
     let mut piped = anonymous(&c, leader);
