@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::commands::{After, CommandLimits, Session, execute_pipeline};
+use crate::commands::{After, CommandLimits, Pipeline, Session, execute_pipeline};
 use crate::handle::NodeHandle;
 use crate::resp::{Limits, Reply, RequestParser};
 
@@ -172,12 +172,17 @@ async fn connection(
             }
         }
         if !requests.is_empty() {
+            let mut pipeline = Pipeline::new(&settings.limits, requests);
             let mut close = false;
-            for (reply, after) in
-                execute_pipeline(&node, &settings.limits, &mut session, requests).await
-            {
-                reply.encode(&mut out);
-                close |= after == After::Close;
+            while !pipeline.is_empty() && !close {
+                for (reply, after) in execute_pipeline(&node, &mut session, &mut pipeline).await {
+                    reply.encode(&mut out);
+                    close |= after == After::Close;
+                }
+                if !pipeline.is_empty() && !close {
+                    // Over the reply budget: these go out before the rest runs.
+                    write_out(&mut wr, &mut out).await?;
+                }
             }
             if close {
                 wr.write_all(&out).await?;
@@ -190,8 +195,7 @@ async fn connection(
             break;
         }
         if !out.is_empty() {
-            wr.write_all(&out).await?;
-            out.clear();
+            write_out(&mut wr, &mut out).await?;
             // More may have been parsed-ready already: answer it before reading again.
             continue;
         }
@@ -212,6 +216,17 @@ async fn connection(
         }
     }
     wr.shutdown().await
+}
+
+/// Writes and empties `out`, which does not keep the size of a large reply.
+async fn write_out(wr: &mut (impl AsyncWrite + Unpin), out: &mut BytesMut) -> std::io::Result<()> {
+    wr.write_all(out).await?;
+    if out.capacity() > 1 << 20 {
+        *out = BytesMut::new();
+    } else {
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Resolves once `stop` is true (the guard `wait_for` returns is not held across awaits).

@@ -1,6 +1,7 @@
 //! The client commands: arity checks, argument parsing, and execution against the node,
 //! with Redis's reply types and error texts.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -150,21 +151,44 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
     }
 }
 
-/// Runs the requests one connection sent together, with Redis's ordering: each sees the
-/// effects of those before it and none of those after it. Consecutive writes go to the
-/// leader as one ordered batch; consecutive reads share one read barrier. Stops after QUIT.
+/// Bytes of replies one turn of [`execute_pipeline`] builds before it stops and lets the
+/// connection write them: a few small requests (GET of a large value, a thousand times)
+/// must not make the node hold gigabytes of replies at once.
+const REPLY_BUDGET: usize = 16 << 20;
+
+/// The requests one connection sent together, checked and sorted, in order.
+pub struct Pipeline(VecDeque<Step>);
+
+impl Pipeline {
+    /// Checks and sorts `requests` (no I/O).
+    pub fn new(limits: &CommandLimits, requests: Vec<Request>) -> Pipeline {
+        Pipeline(requests.into_iter().map(|r| classify(limits, r)).collect())
+    }
+
+    /// True once every request has run.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Runs the requests of `pipeline` with Redis's ordering: each sees the effects of those
+/// before it and none of those after it. Consecutive writes go to the leader as one
+/// ordered batch; consecutive reads share one read barrier. Stops after QUIT, and once the
+/// replies so far come to [`REPLY_BUDGET`] (call again for the rest, after writing them).
 /// Each command runs with the rights of `session` as it is when the command's turn comes
 /// (an `AUTH` in the pipeline changes it for the commands after it).
 pub async fn execute_pipeline(
     node: &NodeHandle,
-    limits: &CommandLimits,
     session: &mut Session,
-    requests: Vec<Request>,
+    pipeline: &mut Pipeline,
 ) -> Vec<(Reply, After)> {
-    let steps: Vec<Step> = requests.into_iter().map(|a| classify(limits, a)).collect();
+    let steps = &mut pipeline.0;
     let mut out = Vec::with_capacity(steps.len());
-    let mut steps = steps.into_iter().peekable();
-    while let Some(step) = steps.next() {
+    let mut reply_bytes = 0;
+    while reply_bytes < REPLY_BUDGET {
+        let Some(step) = steps.pop_front() else {
+            break;
+        };
         let allowed = |name: &'static str| Auth::check(session.identity.as_ref(), name).is_ok();
         let denied = step
             .name()
@@ -183,11 +207,11 @@ pub async fn execute_pipeline(
             }
             Step::Write(name, cmd) => {
                 let (mut names, mut cmds) = (vec![name], vec![cmd]);
-                while let Some(Step::Write(n, c)) =
-                    steps.next_if(|s| matches!(s, Step::Write(n, _) if allowed(n)))
-                {
-                    names.push(n);
-                    cmds.push(c);
+                while matches!(steps.front(), Some(Step::Write(n, _)) if allowed(n)) {
+                    if let Some(Step::Write(n, c)) = steps.pop_front() {
+                        names.push(n);
+                        cmds.push(c);
+                    }
                 }
                 // Checked above: a write runs only for a logged-in client. The leader
                 // checks the user again when the write is forwarded to it.
@@ -201,18 +225,29 @@ pub async fn execute_pipeline(
             }
             Step::Read(name, args) => {
                 let mut reads = vec![(name, args)];
-                while let Some(Step::Read(n, a)) =
-                    steps.next_if(|s| matches!(s, Step::Read(n, _) if allowed(n)))
-                {
-                    reads.push((n, a));
+                while matches!(steps.front(), Some(Step::Read(n, _)) if allowed(n)) {
+                    if let Some(Step::Read(n, a)) = steps.pop_front() {
+                        reads.push((n, a));
+                    }
                 }
-                let names: Vec<&'static str> = reads.iter().map(|(n, _)| *n).collect();
-                let replies = match node.read_barrier().await {
-                    Ok(()) => serve_reads(node, reads).await,
-                    Err(e) => vec![request_error(e); names.len()],
+                let (replies, unserved) = match node.read_barrier().await {
+                    Ok(()) => serve_reads(node, reads, REPLY_BUDGET - reply_bytes).await,
+                    Err(e) => (
+                        reads
+                            .iter()
+                            .map(|(n, _)| (*n, request_error(e.clone())))
+                            .collect(),
+                        Vec::new(),
+                    ),
                 };
-                for (name, reply) in names.into_iter().zip(replies) {
+                // Reads past the budget wait for the next turn (and a read barrier of
+                // their own, which is only more recent).
+                for (name, args) in unserved.into_iter().rev() {
+                    steps.push_front(Step::Read(name, args));
+                }
+                for (name, reply) in replies {
                     count(name, !matches!(reply, Reply::Error(_)));
+                    reply_bytes += reply.approx_len();
                     out.push((reply, After::Continue));
                 }
             }
@@ -221,8 +256,10 @@ pub async fn execute_pipeline(
                 count(name, !matches!(reply, Reply::Error(_)));
                 if name == "quit" {
                     out.push((reply, After::Close));
+                    steps.clear();
                     break;
                 }
+                reply_bytes += reply.approx_len();
                 out.push((reply, After::Continue));
             }
         }
@@ -354,13 +391,28 @@ const HEAVY_READ_KEYS: usize = 64;
 /// request naming a large value many times must not take the node's memory.
 const MAX_MGET_REPLY_BYTES: usize = 512 << 20;
 
-/// Serves reads after their barrier, in order.
-async fn serve_reads(node: &NodeHandle, reads: Vec<(&'static str, Vec<Bytes>)>) -> Vec<Reply> {
-    let serve = |node: &NodeHandle, reads: Vec<(&'static str, Vec<Bytes>)>| {
-        reads
-            .into_iter()
-            .map(|(name, args)| serve_read(node, name, &args[1..]).unwrap_or_else(|e| e))
-            .collect::<Vec<_>>()
+type Reads = Vec<(&'static str, Vec<Bytes>)>;
+
+/// Serves reads after their barrier, in order, until their replies reach `budget` bytes
+/// (at least one): the replies, each with its command's name, and the reads not served.
+async fn serve_reads(
+    node: &NodeHandle,
+    reads: Reads,
+    budget: usize,
+) -> (Vec<(&'static str, Reply)>, Reads) {
+    let serve = move |node: &NodeHandle, reads: Reads| {
+        let mut replies = Vec::with_capacity(reads.len());
+        let mut bytes = 0;
+        let mut reads = reads.into_iter();
+        for (name, args) in reads.by_ref() {
+            let reply = serve_read(node, name, &args[1..]).unwrap_or_else(|e| e);
+            bytes += reply.approx_len();
+            replies.push((name, reply));
+            if bytes >= budget {
+                break;
+            }
+        }
+        (replies, reads.collect::<Reads>())
     };
     let heavy = reads
         .iter()
@@ -368,13 +420,14 @@ async fn serve_reads(node: &NodeHandle, reads: Vec<(&'static str, Vec<Bytes>)>) 
     if !heavy {
         return serve(node, reads);
     }
-    let n = reads.len();
+    let names: Vec<&'static str> = reads.iter().map(|(n, _)| *n).collect();
     let handle = node.clone();
     tokio::task::spawn_blocking(move || serve(&handle, reads))
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "a read thread failed");
-            vec![Reply::err("read failed"); n]
+            let failed = names.into_iter().map(|n| (n, Reply::err("read failed")));
+            (failed.collect(), Vec::new())
         })
 }
 

@@ -512,6 +512,16 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// About the bytes it takes encoded (its payload; headers are not counted).
+    pub fn approx_len(&self) -> usize {
+        match self {
+            Reply::Simple(t) | Reply::Error(t) => t.len(),
+            Reply::Bulk(b) => b.len(),
+            Reply::Array(items) => items.iter().map(Reply::approx_len).sum(),
+            Reply::Integer(_) | Reply::Nil | Reply::NilArray => 0,
+        }
+    }
+
     /// `+OK`.
     pub fn ok() -> Reply {
         Reply::Simple("OK".to_owned())

@@ -432,6 +432,45 @@ fn writes_too_large_to_replicate_are_refused_and_big_pipelines_forwarded() {
     assert_eq!(cf.cmd(&["EXISTS", "p1", "p2"]), Reply::Integer(2));
 }
 
+/// Replies are built a few megabytes at a time (GETs of a large value pipelined many times
+/// must not make the node hold them all): a long pipeline still gets every reply, in order,
+/// each read seeing the writes before it.
+#[test]
+fn a_pipeline_of_large_replies_is_answered_in_parts_and_in_order() {
+    let c = Cluster::start(1);
+    let leader = c.leader();
+    let mut cl = c.client(leader);
+    cl.set_timeout(Duration::from_secs(60));
+    let one = vec![b'1'; 1 << 20];
+    let two = vec![b'2'; 1 << 20];
+    cl.send(&[b"SET", b"big", &one]).unwrap();
+    for _ in 0..20 {
+        cl.send(&[b"GET", b"big"]).unwrap();
+    }
+    cl.send(&[b"SET", b"big", &two]).unwrap();
+    for _ in 0..20 {
+        cl.send(&[b"GET", b"big"]).unwrap();
+    }
+    assert_eq!(cl.read_reply().unwrap(), ok());
+    for i in 0..20 {
+        assert_eq!(
+            cl.read_reply().unwrap(),
+            Reply::Bulk(one.clone().into()),
+            "GET {i}"
+        );
+    }
+    assert_eq!(cl.read_reply().unwrap(), ok());
+    for i in 0..20 {
+        assert_eq!(
+            cl.read_reply().unwrap(),
+            Reply::Bulk(two.clone().into()),
+            "GET {}",
+            20 + i
+        );
+    }
+    assert_eq!(cl.cmd(&["PING"]), Reply::Simple("PONG".into()));
+}
+
 /// Sends `args` to node `id` and expects a `-TRYAGAIN` error within `limit`.
 fn expect_tryagain(c: &Cluster, id: u64, args: &[&str], limit: Duration) {
     let mut cl = c.client(id);
