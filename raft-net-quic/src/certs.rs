@@ -45,9 +45,17 @@ pub fn node_name(id: NodeId) -> String {
     format!("node-{}", id.get())
 }
 
+/// Refuses names that [`ClusterCa::issue_named`] would refuse: a node's name.
+pub fn check_names(names: &[String]) -> Result<(), CertError> {
+    match names.iter().find(|n| is_node_name(n)) {
+        Some(name) => Err(CertError::NodeName(name.clone())),
+        None => Ok(()),
+    }
+}
+
 /// Whether `name` has the form of a node's name, `node-<digits>` in any case (DNS names
-/// compare without case): [`ClusterCa::issue_named`] refuses it.
-pub fn is_node_name(name: &str) -> bool {
+/// compare without case).
+fn is_node_name(name: &str) -> bool {
     name.get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("node-"))
         && name.len() > 5
@@ -154,9 +162,7 @@ impl ClusterCa {
         common_name: &str,
         names: &[String],
     ) -> Result<(String, String), CertError> {
-        if let Some(name) = names.iter().find(|n| is_node_name(n)) {
-            return Err(CertError::NodeName(name.clone()));
-        }
+        check_names(names)?;
         let now = SystemTime::now();
         self.sign(
             common_name,

@@ -221,8 +221,9 @@ impl Transport {
         self.shared.id
     }
 
-    /// The largest frame a peer accepts ([`crate::TransportConfig`]'s `max_frame_bytes`): no
-    /// message or forwarded request may be larger once encoded.
+    /// The largest frame this node sends or accepts ([`crate::TransportConfig`]'s
+    /// `max_frame_bytes`; peers are expected to use the same): no message or forwarded
+    /// request may be larger once encoded.
     pub fn max_frame_bytes(&self) -> usize {
         self.shared.cfg.max_frame_bytes
     }

@@ -1,7 +1,9 @@
 //! The client port: RESP2 over TCP, pipelined. A connection takes every request that has
-//! arrived (up to [`MAX_BATCH`]) and runs them in order, as Redis does: consecutive writes go
-//! to the leader as one ordered batch, consecutive reads share one read barrier, and the
-//! replies go out in one write. The same port logic serves plain TCP and TLS.
+//! arrived (up to [`MAX_BATCH`], and about `max_request_bytes` of them) and runs them in
+//! order, as Redis does: consecutive writes go to the leader as one ordered batch,
+//! consecutive reads share one read barrier, and the replies go out together, a few
+//! megabytes at a time (see [`crate::commands::execute_pipeline`]). The same port logic
+//! serves plain TCP and TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,9 +131,12 @@ async fn connection(
         identity: node.auth.initial(),
         peer: peer.ip(),
     };
+    let max = settings.limits.max_request_bytes;
     let full = Limits {
-        max_bulk_bytes: settings.limits.max_request_bytes,
-        max_request_bytes: settings.limits.max_request_bytes,
+        max_bulk_bytes: max,
+        max_request_bytes: max,
+        // An inline request is one line: held to the request limit too.
+        max_inline_bytes: Limits::default().max_inline_bytes.min(max),
         ..Limits::default()
     };
     let mut parser = RequestParser::new(full);
@@ -181,7 +186,8 @@ async fn connection(
                 }
                 if !pipeline.is_empty() && !close {
                     // Over the reply budget: these go out before the rest runs.
-                    write_out(&mut wr, &mut out).await?;
+                    wr.write_all(&out).await?;
+                    out.clear();
                 }
             }
             if close {
@@ -218,7 +224,8 @@ async fn connection(
     wr.shutdown().await
 }
 
-/// Writes and empties `out`, which does not keep the size of a large reply.
+/// Writes and empties `out`, which does not keep the size of a large reply once a batch
+/// is answered.
 async fn write_out(wr: &mut (impl AsyncWrite + Unpin), out: &mut BytesMut) -> std::io::Result<()> {
     wr.write_all(out).await?;
     if out.capacity() > 1 << 20 {

@@ -40,9 +40,9 @@ pub enum Command {
         key: Bytes,
         /// Suffix.
         value: Bytes,
-        /// The longest value the result may be (the proposing leader's `max_value_bytes`),
-        /// carried in the entry so every replica decides alike. `None` in entries written
-        /// before it existed.
+        /// The longest value the result may be (`max_value_bytes` of the node the client
+        /// sent it to), carried in the entry so every replica decides alike. `None` in
+        /// entries written before it existed.
         max_len: Option<u64>,
     },
     /// `INCRBY key delta` (and `INCR`).

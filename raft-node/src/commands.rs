@@ -116,7 +116,7 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
     let args = match request {
         Request::Args(args) => args,
         Request::TooLarge { bytes } => {
-            metrics::counter!("raft_client_commands_total", "cmd" => "unknown", "result" => "error")
+            metrics::counter!("raft_client_commands_total", "cmd" => "too_large", "result" => "error")
                 .increment(1);
             return Step::Done(Reply::err(format!(
                 "request too large ({bytes} bytes, limit {})",
@@ -383,13 +383,13 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
     })
 }
 
-/// Serves a read from the local state machine (after the read barrier).
-/// Reads that touch more keys than this, and DBSIZE (a scan of every key), run on a
-/// blocking thread: on the runtime they would hold up the driver and its heartbeats.
+/// A batch of reads that touches more keys than this, or holds a DBSIZE (a scan of every
+/// key), runs on a blocking thread: on the runtime it would hold up the driver and its
+/// heartbeats. [`NodeHandle::heavy_reads`] bounds how many run at once.
 const HEAVY_READ_KEYS: usize = 64;
-/// The most bytes of values one MGET may return (Redis's largest bulk by default): a small
-/// request naming a large value many times must not take the node's memory.
-const MAX_MGET_REPLY_BYTES: usize = 512 << 20;
+/// The most bytes one MGET may answer: a small request naming a large value many times
+/// must not take the node's memory.
+const MAX_MGET_REPLY_BYTES: usize = 64 << 20;
 
 type Reads = Vec<(&'static str, Vec<Bytes>)>;
 
@@ -414,23 +414,30 @@ async fn serve_reads(
         }
         (replies, reads.collect::<Reads>())
     };
-    let heavy = reads
-        .iter()
-        .any(|(name, args)| *name == "dbsize" || args.len() > HEAVY_READ_KEYS);
+    let keys: usize = reads.iter().map(|(_, args)| args.len() - 1).sum();
+    let heavy = keys > HEAVY_READ_KEYS || reads.iter().any(|(name, _)| *name == "dbsize");
     if !heavy {
         return serve(node, reads);
     }
     let names: Vec<&'static str> = reads.iter().map(|(n, _)| *n).collect();
+    let failed = |why: &str| {
+        let failed = names.iter().map(|n| (*n, Reply::err(why)));
+        (failed.collect(), Vec::new())
+    };
+    // Closed only if the node is gone.
+    let Ok(_permit) = node.heavy_reads.clone().acquire_owned().await else {
+        return failed("read failed: the node is stopping");
+    };
     let handle = node.clone();
     tokio::task::spawn_blocking(move || serve(&handle, reads))
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "a read thread failed");
-            let failed = names.into_iter().map(|n| (n, Reply::err("read failed")));
-            (failed.collect(), Vec::new())
+            failed("read failed")
         })
 }
 
+/// Serves a read from the local state machine (after the read barrier).
 fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply> {
     Ok(match name {
         "get" => get(node, &a[0])?,
@@ -439,13 +446,11 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
             let mut bytes = 0usize;
             for k in a {
                 let v = get(node, k)?;
-                if let Reply::Bulk(b) = &v {
-                    bytes += b.len();
-                    if bytes > MAX_MGET_REPLY_BYTES {
-                        return Err(Reply::err(format!(
-                            "reply too large (over {MAX_MGET_REPLY_BYTES} bytes of values)"
-                        )));
-                    }
+                bytes += v.approx_len();
+                if bytes > MAX_MGET_REPLY_BYTES {
+                    return Err(Reply::err(format!(
+                        "reply too large (over {MAX_MGET_REPLY_BYTES} bytes)"
+                    )));
                 }
                 values.push(v);
             }

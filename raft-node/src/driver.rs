@@ -79,6 +79,9 @@ pub struct RoleInfo {
 }
 
 pub(crate) struct Driver {
+    /// When a message too large to send was last logged (the leader retries it every
+    /// heartbeat: logged once a minute, counted every time).
+    pub(crate) too_large_logged: Option<Instant>,
     pub(crate) faults: Arc<crate::fault::Faults>,
     pub(crate) raw: RawNode<LogStore>,
     pub(crate) log: LogStore,
@@ -501,7 +504,14 @@ impl Driver {
             // so this is a bug, and replication to the peer stops behind the message.
             Err(e @ SendError::TooLarge { .. }) => {
                 metrics::counter!("raft_send_too_large_total").increment(1);
-                tracing::error!(node = %self.raft_id(), to = %to, error = %e, "message too large to send");
+                let now = Instant::now();
+                if self
+                    .too_large_logged
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+                {
+                    self.too_large_logged = Some(now);
+                    tracing::error!(node = %self.raft_id(), to = %to, error = %e, "message too large to send; replication to this peer is stuck");
+                }
             }
             Err(e) => tracing::debug!(to = %to, error = %e, "message not sent"),
         }

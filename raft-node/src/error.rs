@@ -43,6 +43,12 @@ pub enum RequestError {
         /// The largest entry the transport can carry.
         limit: usize,
     },
+    /// Not sent to the leader, so not applied: an earlier write of the same pipeline failed
+    /// with an unknown outcome, or the deadline passed first.
+    #[error(
+        "TRYAGAIN not sent, so not applied: an earlier write of this pipeline has an unknown outcome or timed out"
+    )]
+    NotSent,
     /// The client may not do this (`NOAUTH ...`, `NOPERM ...`); nothing was proposed.
     #[error("{0}")]
     Denied(String),

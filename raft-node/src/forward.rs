@@ -21,10 +21,15 @@ const R_ERROR: u8 = 2;
 /// The longest user name a request carries.
 const MAX_USER: usize = 1024;
 
+/// The user name a request carries: names come from the configuration and are short; a
+/// longer one cannot be a user.
+fn sent_user(user: &str) -> &str {
+    if user.len() <= MAX_USER { user } else { "" }
+}
+
 /// Encodes a batch of encoded commands sent for `user`.
 pub(crate) fn encode_request(user: &str, cmds: &[Bytes]) -> Bytes {
-    // Names come from the configuration and are short; a longer one cannot be a user.
-    let user = if user.len() <= MAX_USER { user } else { "" };
+    let user = sent_user(user);
     let mut b = BytesMut::with_capacity(
         2 + user.len() + 4 + cmds.iter().map(|c| 4 + c.len()).sum::<usize>(),
     );
@@ -38,10 +43,10 @@ pub(crate) fn encode_request(user: &str, cmds: &[Bytes]) -> Bytes {
     b.freeze()
 }
 
-/// How many of `cmds`, from the first, one request for `user` can carry with at most
-/// `budget` bytes of commands and their lengths; at least one.
+/// How many of `cmds`, from the first, one request for `user` can carry in at most
+/// `budget` bytes ([`encode_request`]'s layout); at least one.
 pub(crate) fn fitting_prefix(user: &str, cmds: &[Bytes], budget: usize) -> usize {
-    let mut used = user.len().min(MAX_USER);
+    let mut used = 2 + sent_user(user).len() + 4;
     let n = cmds
         .iter()
         .take_while(|c| {
@@ -165,10 +170,12 @@ mod tests {
     #[test]
     fn a_request_takes_the_commands_that_fit_and_always_one() {
         let cmds: Vec<Bytes> = [10, 10, 10].map(|n| Bytes::from(vec![0; n])).to_vec();
-        // The user name and a 4-byte length per command count against the budget.
-        assert_eq!(fitting_prefix("app", &cmds, 3 + 14 * 3), 3);
-        assert_eq!(fitting_prefix("app", &cmds, 3 + 14 * 3 - 1), 2);
-        assert_eq!(fitting_prefix("", &cmds, 14), 1);
+        // The request's own header, the user name and a 4-byte length per command count.
+        let whole = encode_request("app", &cmds).len();
+        assert_eq!(whole, 6 + 3 + 14 * 3);
+        assert_eq!(fitting_prefix("app", &cmds, whole), 3);
+        assert_eq!(fitting_prefix("app", &cmds, whole - 1), 2);
+        assert_eq!(fitting_prefix("", &cmds, 6 + 14), 1);
         assert_eq!(
             fitting_prefix("", &cmds, 5),
             1,

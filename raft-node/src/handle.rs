@@ -43,6 +43,9 @@ pub struct NodeHandle {
     pub(crate) timeout: Duration,
     /// True once the node is stopping: requests waiting for a leader give up at once.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// Read batches served on blocking threads (long MGETs, DBSIZE) at once: one per core,
+    /// so clients cannot take every core from the runtime.
+    pub(crate) heavy_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeHandle {
@@ -103,7 +106,17 @@ impl NodeHandle {
                         results.resize(cmds.len(), Err(e));
                     }
                 }
-                _ => results.extend(attempt),
+                _ => {
+                    // A forwarded pipeline goes in frame-sized parts, each once the one before
+                    // it is answered. After a part whose outcome is unknown (it may still be
+                    // applied), or past the deadline, the rest is not sent: it could be
+                    // applied before that part.
+                    let unknown = attempt.iter().any(outcome_unknown);
+                    results.extend(attempt);
+                    if unknown || Instant::now() >= deadline {
+                        results.resize(cmds.len(), Err(RequestError::NotSent));
+                    }
+                }
             }
         }
         results
@@ -392,6 +405,17 @@ impl NodeHandle {
 }
 
 /// Whether a result means the command was not applied and may be sent again.
+/// A write that may or may not have been applied.
+fn outcome_unknown(r: &Result<Outcome, RequestError>) -> bool {
+    matches!(
+        r,
+        Err(RequestError::Timeout(_)
+            | RequestError::Forward { .. }
+            | RequestError::StoppedUnknown
+            | RequestError::Unknown)
+    )
+}
+
 fn is_refusal(r: &Result<Outcome, RequestError>) -> bool {
     matches!(
         r,

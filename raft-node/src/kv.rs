@@ -174,7 +174,8 @@ impl KvStore {
             let outcome = match Command::decode(&e.data) {
                 Ok(cmd) => tx.run(cmd)?,
                 Err(err) => {
-                    // Every node applies the same bytes, so every node answers the same.
+                    // Nodes of one version decode the same bytes alike, so all answer the
+                    // same; a node too old for the entry does not (README: Upgrading).
                     tracing::error!(index = %e.index, error = %err, "undecodable entry skipped");
                     Outcome::Error(format!("ERR {err}"))
                 }
@@ -362,7 +363,7 @@ impl Tx<'_> {
                 if max_len.is_some_and(|max| new_len > max) {
                     // Redis's text for a string grown past proto-max-bulk-len.
                     return Ok(Outcome::Error(
-                        "ERR string exceeds maximum allowed size (proto_max_bulk_len)".into(),
+                        "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into(),
                     ));
                 }
                 let mut v = Vec::with_capacity(new_len as usize);
@@ -522,7 +523,7 @@ mod tests {
                 Outcome::Integer(5),
                 Outcome::Integer(11),
                 Outcome::Error(
-                    "ERR string exceeds maximum allowed size (proto_max_bulk_len)".into()
+                    "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into()
                 ),
                 Outcome::Error("ERR value is not an integer or out of range".into()),
                 Outcome::Integer(1),

@@ -284,6 +284,10 @@ fn certs_command(
     check_cert_names(port_names, clients)?;
     if !ids.is_empty() {
         certs(out, ids, force)?;
+    } else if force {
+        return Err(NodeError::Config(
+            "--force replaces the cluster CA, which needs --ids".into(),
+        ));
     } else if port_names.is_empty() && clients.is_empty() {
         return Err(NodeError::Config(
             "nothing to write: pass --ids, --client-port-names or --clients".into(),
@@ -294,7 +298,7 @@ fn certs_command(
             out.display()
         )));
     }
-    client_certs(out, port_names, clients)
+    client_certs(out, port_names, clients, force)
 }
 
 /// Refuses, before anything is written, names that no certificate should carry: client
@@ -312,20 +316,32 @@ fn check_cert_names(port_names: &[String], clients: &[String]) -> Result<(), Nod
             )));
         }
     }
-    if let Some(name) = port_names
-        .iter()
-        .chain(clients)
-        .find(|n| raft_net_quic::certs::is_node_name(n))
-    {
-        return Err(NodeError::Config(
-            raft_net_quic::certs::CertError::NodeName(name.clone()).to_string(),
-        ));
-    }
-    Ok(())
+    let all: Vec<String> = port_names.iter().chain(clients).cloned().collect();
+    raft_net_quic::certs::check_names(&all).map_err(|e| NodeError::Config(e.to_string()))
 }
 
 /// The TLS client port's certificate and client certificates, signed by the CA in `out`.
-fn client_certs(out: &Path, port_names: &[String], clients: &[String]) -> Result<(), NodeError> {
+/// An existing one is replaced only with `overwrite` (a running cluster may use its key).
+fn client_certs(
+    out: &Path,
+    port_names: &[String],
+    clients: &[String],
+    overwrite: bool,
+) -> Result<(), NodeError> {
+    let bases = port_names
+        .first()
+        .map(|_| "client-port".to_string())
+        .into_iter()
+        .chain(clients.iter().map(|c| format!("client-{c}")));
+    for base in bases {
+        let path = out.join(format!("{base}.crt"));
+        if !overwrite && path.exists() {
+            return Err(NodeError::Config(format!(
+                "{} exists; pass --force to replace it",
+                path.display()
+            )));
+        }
+    }
     let write = |base: &str, names: &[String]| {
         raft_net_quic::certs::write_named_cert(out, base, names)
             .map_err(|e| NodeError::Config(e.to_string()))
@@ -421,7 +437,12 @@ async fn dev(nodes: u64, dir: &Path, config: Option<&Path>, tls: bool) -> Result
     }
     // A client-port certificate of an earlier CA would fail every TLS client.
     if tls && (new_ca || !certs_dir.join("client-port.crt").exists()) {
-        client_certs(&certs_dir, &["127.0.0.1".into(), "localhost".into()], &[])?;
+        client_certs(
+            &certs_dir,
+            &["127.0.0.1".into(), "localhost".into()],
+            &[],
+            true,
+        )?;
     }
     let mut addrs = Vec::new();
     let mut tls_ports = Vec::new();

@@ -243,6 +243,9 @@ impl Node {
             read_mode: cfg.read_mode,
             timeout: cfg.request_timeout(),
             stopping: stop_rx.clone(),
+            heavy_reads: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         };
         let driver = Driver {
             members: members_tx,
@@ -272,6 +275,7 @@ impl Node {
             sending: HashSet::new(),
             persisted: None,
             submitted: 0,
+            too_large_logged: None,
             durable: 0,
             empty_after: None,
             written_hs: log.hard_state(),

@@ -106,10 +106,10 @@ pub enum Request {
 }
 
 impl Request {
-    /// Bytes of arguments held.
+    /// Bytes of memory its arguments hold.
     pub fn held_bytes(&self) -> usize {
         match self {
-            Request::Args(a) => a.iter().map(|b| b.len()).sum(),
+            Request::Args(a) => a.iter().map(|b| b.len() + size_of::<Bytes>()).sum(),
             Request::TooLarge { .. } => 0,
         }
     }
@@ -512,13 +512,16 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// About the bytes it takes encoded (its payload; headers are not counted).
+    /// About the bytes it takes, encoded or in memory (whichever is more, roughly).
     pub fn approx_len(&self) -> usize {
+        const HEADER: usize = 16;
         match self {
-            Reply::Simple(t) | Reply::Error(t) => t.len(),
-            Reply::Bulk(b) => b.len(),
-            Reply::Array(items) => items.iter().map(Reply::approx_len).sum(),
-            Reply::Integer(_) | Reply::Nil | Reply::NilArray => 0,
+            Reply::Simple(t) | Reply::Error(t) => HEADER + t.len(),
+            Reply::Bulk(b) => HEADER + b.len(),
+            Reply::Array(items) => {
+                HEADER + items.iter().map(|r| r.approx_len() + HEADER).sum::<usize>()
+            }
+            Reply::Integer(_) | Reply::Nil | Reply::NilArray => HEADER + 8,
         }
     }
 

@@ -409,6 +409,11 @@ fn certs_adds_clients_to_an_existing_ca_and_refuses_node_names() {
 
     let added = certs(&["--clients", "app"]);
     assert!(added.status.success(), "{}", text(&added));
+    let again = certs(&["--clients", "app"]);
+    assert!(!again.status.success(), "an existing key is not replaced");
+    assert!(text(&again).contains("pass --force"), "{}", text(&again));
+    let forced = certs(&["--clients", "app", "--force"]);
+    assert!(!forced.status.success(), "--force without --ids");
     assert_eq!(read("ca.crt"), ca, "the CA is kept");
     assert_eq!(read("node-1.crt"), node, "node certificates are kept");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
