@@ -404,7 +404,6 @@ impl NodeHandle {
     }
 }
 
-/// Whether a result means the command was not applied and may be sent again.
 /// A write that may or may not have been applied.
 fn outcome_unknown(r: &Result<Outcome, RequestError>) -> bool {
     matches!(
@@ -416,6 +415,7 @@ fn outcome_unknown(r: &Result<Outcome, RequestError>) -> bool {
     )
 }
 
+/// Whether a result means the command was not applied and may be sent again.
 fn is_refusal(r: &Result<Outcome, RequestError>) -> bool {
     matches!(
         r,
