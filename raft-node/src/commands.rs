@@ -230,24 +230,25 @@ pub async fn execute_pipeline(
                         reads.push((n, a));
                     }
                 }
-                let (replies, unserved) = match node.read_barrier().await {
+                let served = match node.read_barrier().await {
                     Ok(()) => serve_reads(node, reads, REPLY_BUDGET - reply_bytes).await,
-                    Err(e) => (
-                        reads
+                    Err(e) => Served {
+                        replies: reads
                             .iter()
                             .map(|(n, _)| (*n, request_error(e.clone())))
                             .collect(),
-                        Vec::new(),
-                    ),
+                        bytes: 0,
+                        unserved: Vec::new(),
+                    },
                 };
                 // Reads past the budget wait for the next turn (and a read barrier of
                 // their own, which is only more recent).
-                for (name, args) in unserved.into_iter().rev() {
+                for (name, args) in served.unserved.into_iter().rev() {
                     steps.push_front(Step::Read(name, args));
                 }
-                for (name, reply) in replies {
+                reply_bytes += served.bytes;
+                for (name, reply) in served.replies {
                     count(name, !matches!(reply, Reply::Error(_)));
-                    reply_bytes += reply.approx_len();
                     out.push((reply, After::Continue));
                 }
             }
@@ -393,13 +394,17 @@ const MAX_MGET_REPLY_BYTES: usize = 64 << 20;
 
 type Reads = Vec<(&'static str, Vec<Bytes>)>;
 
+/// What [`serve_reads`] did: the replies, each with its command's name, their size
+/// ([`Reply::approx_len`]), and the reads not served.
+struct Served {
+    replies: Vec<(&'static str, Reply)>,
+    bytes: usize,
+    unserved: Reads,
+}
+
 /// Serves reads after their barrier, in order, until their replies reach `budget` bytes
-/// (at least one): the replies, each with its command's name, and the reads not served.
-async fn serve_reads(
-    node: &NodeHandle,
-    reads: Reads,
-    budget: usize,
-) -> (Vec<(&'static str, Reply)>, Reads) {
+/// (at least one).
+async fn serve_reads(node: &NodeHandle, reads: Reads, budget: usize) -> Served {
     let serve = move |node: &NodeHandle, reads: Reads| {
         let mut replies = Vec::with_capacity(reads.len());
         let mut bytes = 0;
@@ -412,7 +417,11 @@ async fn serve_reads(
                 break;
             }
         }
-        (replies, reads.collect::<Reads>())
+        Served {
+            replies,
+            bytes,
+            unserved: reads.collect(),
+        }
     };
     let keys: usize = reads.iter().map(|(_, args)| args.len() - 1).sum();
     let heavy = keys > HEAVY_READ_KEYS || reads.iter().any(|(name, _)| *name == "dbsize");
@@ -420,9 +429,10 @@ async fn serve_reads(
         return serve(node, reads);
     }
     let names: Vec<&'static str> = reads.iter().map(|(n, _)| *n).collect();
-    let failed = |why: &str| {
-        let failed = names.iter().map(|n| (*n, Reply::err(why)));
-        (failed.collect(), Vec::new())
+    let failed = |why: &str| Served {
+        replies: names.iter().map(|n| (*n, Reply::err(why))).collect(),
+        bytes: 0,
+        unserved: Vec::new(),
     };
     // Closed only if the node is gone.
     let Ok(_permit) = node.heavy_reads.clone().acquire_owned().await else {

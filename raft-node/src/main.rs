@@ -316,8 +316,11 @@ fn check_cert_names(port_names: &[String], clients: &[String]) -> Result<(), Nod
             )));
         }
     }
-    let all: Vec<String> = port_names.iter().chain(clients).cloned().collect();
-    raft_net_quic::certs::check_names(&all).map_err(|e| NodeError::Config(e.to_string()))
+    let check = |names| {
+        raft_net_quic::certs::check_names(names).map_err(|e| NodeError::Config(e.to_string()))
+    };
+    check(port_names)?;
+    check(clients)
 }
 
 /// The TLS client port's certificate and client certificates, signed by the CA in `out`.
@@ -328,12 +331,17 @@ fn client_certs(
     clients: &[String],
     overwrite: bool,
 ) -> Result<(), NodeError> {
-    let bases = port_names
-        .first()
-        .map(|_| "client-port".to_string())
+    // Every certificate to write, as (file base, names), checked before any is written.
+    let wanted: Vec<(String, Vec<String>)> = (!port_names.is_empty())
+        .then(|| ("client-port".to_string(), port_names.to_vec()))
         .into_iter()
-        .chain(clients.iter().map(|c| format!("client-{c}")));
-    for base in bases {
+        .chain(
+            clients
+                .iter()
+                .map(|c| (format!("client-{c}"), vec![c.clone()])),
+        )
+        .collect();
+    for (base, _) in &wanted {
         let path = out.join(format!("{base}.crt"));
         if !overwrite && path.exists() {
             return Err(NodeError::Config(format!(
@@ -342,20 +350,10 @@ fn client_certs(
             )));
         }
     }
-    let write = |base: &str, names: &[String]| {
+    for (base, names) in &wanted {
         raft_net_quic::certs::write_named_cert(out, base, names)
-            .map_err(|e| NodeError::Config(e.to_string()))
-    };
-    if !port_names.is_empty() {
-        write("client-port", port_names)?;
-        println!(
-            "wrote client-port.crt and client-port.key for {}",
-            port_names.join(", ")
-        );
-    }
-    for name in clients {
-        write(&format!("client-{name}"), std::slice::from_ref(name))?;
-        println!("wrote client-{name}.crt and client-{name}.key");
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        println!("wrote {base}.crt and {base}.key for {}", names.join(", "));
     }
     Ok(())
 }
