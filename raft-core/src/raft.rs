@@ -279,6 +279,7 @@ impl<S: Storage> Raft<S> {
                 if self.tick_check_quorum() {
                     return;
                 }
+                self.send_deferred_commit();
                 self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
                 if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;

@@ -281,6 +281,11 @@ impl<S: Storage> Raft<S> {
                 index: Some(index),
             });
             self.send(req.from, body);
+            // The follower serves the read once it has applied `index`: it must not wait for
+            // a deferred commit notice.
+            if self.cfg.defer_commit_notice {
+                self.send_append(req.from, crate::replication::Send::IfNewOrCommit);
+            }
         }
     }
 

@@ -70,11 +70,29 @@ impl<S: Storage> Raft<S> {
         // A single-voter cluster commits as soon as its own write is durable (see on_persisted).
     }
 
-    /// Sends what each follower is missing (or just the new commit index).
+    /// Sends what each follower is missing (or just the new commit index, unless that notice
+    /// is deferred).
     pub(crate) fn broadcast_append(&mut self) {
         self.broadcast_pending = false;
+        // A committed configuration change is announced at once even when notices are
+        // deferred: removed nodes learn they are out, and a removed leader steps down next.
+        let mode = if self.cfg.defer_commit_notice && !self.conf_commit_pending {
+            Send::IfNew
+        } else {
+            Send::IfNewOrCommit
+        };
         for to in self.replication_peers() {
-            self.send_append(to, Send::IfNewOrCommit);
+            self.send_append(to, mode);
+        }
+    }
+
+    /// With [`crate::Config::defer_commit_notice`]: tells every follower the commit index it
+    /// has not been told yet (called on the leader's tick).
+    pub(crate) fn send_deferred_commit(&mut self) {
+        if self.cfg.defer_commit_notice {
+            for to in self.replication_peers() {
+                self.send_append(to, Send::IfNewOrCommit);
+            }
         }
     }
 
@@ -206,7 +224,9 @@ impl<S: Storage> Raft<S> {
                     }
                 }
                 // Keep the pipeline full, and tell the follower the commit index if it moved.
-                self.send_append(from, Send::IfNewOrCommit);
+                // Deferred to the next ready: proposals that arrive before it then travel in
+                // the same append as the commit index, one message instead of two.
+                self.broadcast_pending = true;
                 self.maybe_send_timeout_now_to(from, false);
             }
             Some(hint) => {

@@ -141,6 +141,8 @@ impl Sim {
                 c.check_quorum = mode > 0;
                 c.read_lease = mode == 2;
                 c.max_clock_drift_ticks = [0, 2][(seed / 81 % 2) as usize];
+                // Followers told the commit index at once, or with the next append or tick.
+                c.defer_commit_notice = seed / 2 % 2 == 1;
                 let conf = if i <= n {
                     voters.clone()
                 } else {

@@ -99,6 +99,11 @@ pub struct NodeConfig {
     /// the leader gather the entries proposed meanwhile into the next message, instead of
     /// sending (and having acknowledged) one small message per proposal.
     pub max_inflight_msgs: usize,
+    /// Tell followers a new commit index only with the next append, heartbeat or tick, not
+    /// with an empty append of its own (default true). Under load it saves about half of the
+    /// appends a follower receives; once writes stop, followers apply up to a tick later
+    /// (`stale` reads on a follower lag as much). See `raft_core::Config::defer_commit_notice`.
+    pub defer_commit_notice: bool,
     /// Log entries kept below a snapshot for slow followers (default 1,024).
     pub keep_trailing: u64,
     /// A client request without an answer after this long gets `-TRYAGAIN` (default 5,000).
@@ -151,6 +156,7 @@ impl Default for NodeConfig {
             heartbeat_ticks: 2,
             snapshot_interval: 100_000,
             max_inflight_msgs: 4,
+            defer_commit_notice: true,
             max_clock_drift_ticks: 2,
             keep_trailing: 1024,
             request_timeout_ms: 5000,

@@ -164,6 +164,7 @@ impl Node {
         raft_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
         raft_cfg.snapshot_interval = staggered_interval(cfg.snapshot_interval, id);
         raft_cfg.max_inflight_msgs = cfg.max_inflight_msgs;
+        raft_cfg.defer_commit_notice = cfg.defer_commit_notice;
         raft_cfg.read_lease = cfg.read_mode == crate::config::ReadMode::Lease;
         raft_cfg.max_clock_drift_ticks = cfg.max_clock_drift_ticks;
         raft_cfg

@@ -1,0 +1,123 @@
+//! How followers learn the commit index: with the next append when proposals follow an
+//! acknowledgement, and, with `Config::defer_commit_notice`, without empty appends of their own.
+
+mod support;
+use raft_core::{LogIndex, Message, MessageBody, NodeId};
+use support::{Net, config};
+
+fn appends_from(queue: &[Message], leader: u64) -> Vec<(NodeId, usize, LogIndex)> {
+    let mut out: Vec<_> = queue
+        .iter()
+        .filter(|m| m.from == NodeId(leader))
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries(a) => Some((m.to, a.entries.len(), a.leader_commit)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn deferred_net() -> Net {
+    Net::with_config(&[1, 2, 3], |i| {
+        let mut c = config(i);
+        c.defer_commit_notice = true;
+        c
+    })
+}
+
+/// Delivers what is queued to the followers and returns their answers without delivering
+/// them, so that the test decides what the leader sees before its next ready.
+fn answers_to_leader(net: &mut Net, leader: u64) -> Vec<Message> {
+    let to_followers: Vec<Message> = net.queue.drain(..).collect();
+    let mut answers = Vec::new();
+    for m in to_followers {
+        assert_ne!(m.to, NodeId(leader));
+        answers.extend(net.step_and_collect(m));
+    }
+    answers
+}
+
+/// An acknowledgement that commits an entry, followed by a proposal before the next ready:
+/// each follower gets one append carrying both the new entry and the new commit index, not a
+/// commit-only append and then the entry.
+#[test]
+fn an_ack_and_a_proposal_before_one_ready_share_one_append() {
+    let mut net = Net::new(&[1, 2, 3]);
+    let l = net.elect();
+    net.stabilize();
+    let (x, _) = net.propose(l, b"x").unwrap();
+    let acks = answers_to_leader(&mut net, l);
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    let raw = net.node(l).raw.as_mut().unwrap();
+    for m in acks {
+        raw.step(m).unwrap();
+    }
+    let (y, _) = net.propose(l, b"y").unwrap();
+    assert_eq!(net.status(l).commit, x);
+    let queued: Vec<Message> = net.queue.iter().cloned().collect();
+    let followers: Vec<NodeId> = [1, 2, 3]
+        .into_iter()
+        .filter(|&i| i != l)
+        .map(NodeId)
+        .collect();
+    assert_eq!(
+        appends_from(&queued, l),
+        vec![(followers[0], 1, x), (followers[1], 1, x)],
+        "one append per follower with entry {y} and commit {x}"
+    );
+    net.stabilize();
+    net.assert_safe();
+}
+
+/// With deferred notices a steady stream of writes sends no commit-only append: each append
+/// carries the commit index the previous one's answers made, and the tick tells the rest.
+#[test]
+fn deferred_commit_notices_ride_on_the_next_append_or_the_tick() {
+    let mut net = deferred_net();
+    let l = net.elect();
+    net.stabilize();
+    let mut commit_only = 0;
+    let mut last = LogIndex(0);
+    for i in 0..5 {
+        let (idx, _) = net.propose(l, format!("v{i}").as_bytes()).unwrap();
+        last = idx;
+        net.trace = Some(Vec::new());
+        net.stabilize();
+        let trace = net.trace.take().unwrap();
+        commit_only += trace.iter().filter(|t| t.contains("commit only")).count();
+        assert_eq!(net.status(l).commit, idx);
+    }
+    assert_eq!(commit_only, 0);
+    for f in (1..=3).filter(|&i| i != l) {
+        // The last entry's commit has not reached the followers yet.
+        assert!(net.status(f).commit < last, "node {f}");
+    }
+    // The leader's tick tells them.
+    net.tick(l);
+    net.stabilize();
+    for f in (1..=3).filter(|&i| i != l) {
+        assert_eq!(net.status(f).commit, last, "node {f}");
+    }
+    net.assert_safe();
+}
+
+/// A follower that asks for a read index learns the commit index with the answer, instead of
+/// waiting for the leader's tick to apply up to it.
+#[test]
+fn a_follower_read_is_not_held_by_a_deferred_notice() {
+    let mut net = deferred_net();
+    let l = net.elect();
+    net.stabilize();
+    let (idx, _) = net.propose(l, b"x").unwrap();
+    net.stabilize();
+    let f = if l == 1 { 2 } else { 1 };
+    assert!(net.status(f).commit < idx);
+    net.read_index(f, &[b"r"]).unwrap();
+    net.stabilize();
+    let n = net.node(f);
+    assert_eq!(n.read_states.len(), 1);
+    assert_eq!(n.read_states[0].index, idx);
+    assert!(net.status(f).commit >= idx);
+    net.assert_safe();
+}
