@@ -92,6 +92,9 @@ pub(crate) struct Progress {
     pub(crate) matched_at_last_heartbeat: LogIndex,
     /// The commit index last sent to this peer.
     pub(crate) sent_commit: LogIndex,
+    /// The peer waits to serve a read at our commit index: tell it the commit index as soon
+    /// as an append may go, even with [`crate::Config::defer_commit_notice`].
+    pub(crate) commit_wanted: bool,
     /// In snapshot state: the index of the snapshot being sent.
     pub(crate) pending_snapshot: LogIndex,
     /// The leader's tick count when the peer last sent it a message of its term
@@ -109,6 +112,7 @@ impl Progress {
             inflights: Inflights::new(max_count, max_bytes),
             matched_at_last_heartbeat: LogIndex(0),
             sent_commit: LogIndex(0),
+            commit_wanted: false,
             pending_snapshot: LogIndex(0),
             last_active: 0,
         }

@@ -76,12 +76,14 @@ impl<S: Storage> Raft<S> {
         self.broadcast_pending = false;
         // A committed configuration change is announced at once even when notices are
         // deferred: removed nodes learn they are out, and a removed leader steps down next.
-        let mode = if self.cfg.defer_commit_notice && !self.conf_commit_pending {
-            Send::IfNew
-        } else {
-            Send::IfNewOrCommit
-        };
+        let defer = self.cfg.defer_commit_notice && !self.conf_commit_pending;
         for to in self.replication_peers() {
+            let wanted = self.progress.get(&to).is_some_and(|p| p.commit_wanted);
+            let mode = if defer && !wanted {
+                Send::IfNew
+            } else {
+                Send::IfNewOrCommit
+            };
             self.send_append(to, mode);
         }
     }
@@ -166,6 +168,7 @@ impl<S: Storage> Raft<S> {
         let pr = self.progress.get_mut(&to).expect("progress exists");
         pr.sent(last_sent, bytes);
         pr.sent_commit = committed;
+        pr.commit_wanted = false;
         self.send(
             to,
             MessageBody::AppendEntries(AppendEntries {

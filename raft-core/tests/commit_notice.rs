@@ -121,3 +121,50 @@ fn a_follower_read_is_not_held_by_a_deferred_notice() {
     assert!(net.status(f).commit >= idx);
     net.assert_safe();
 }
+
+/// With lease reads the leader answers a follower's read at once, possibly while an append to
+/// it is still in flight: the follower is then told the commit index with the next append its
+/// acknowledgement lets go, not at the next tick.
+#[test]
+fn a_lease_read_behind_an_append_in_flight_is_told_with_its_ack() {
+    let mut net = Net::with_config(&[1, 2, 3], |i| {
+        let mut c = config(i);
+        c.defer_commit_notice = true;
+        c.read_lease = true;
+        c
+    });
+    let l = net.elect();
+    net.stabilize();
+    // A heartbeat round acknowledged by a quorum starts the lease.
+    net.tick(l);
+    net.stabilize();
+    let (f, other) = if l == 1 {
+        (2, 3)
+    } else {
+        (1, if l == 2 { 3 } else { 2 })
+    };
+    let (idx, _) = net.propose(l, b"x").unwrap();
+    // The append to `f` is held back; the other follower's answer commits the entry.
+    let held: Vec<Message> = net
+        .queue
+        .iter()
+        .filter(|m| m.to == NodeId(f))
+        .cloned()
+        .collect();
+    net.queue.retain(|m| m.to != NodeId(f));
+    net.stabilize();
+    assert_eq!(net.status(l).commit, idx);
+    assert!(net.status(other).commit < idx, "deferred");
+    net.read_index(f, &[b"r"]).unwrap();
+    net.stabilize();
+    assert_eq!(net.node(f).read_states[0].index, idx);
+    assert!(net.status(f).commit < idx, "f does not hold the entry yet");
+    net.queue.extend(held);
+    net.stabilize();
+    assert_eq!(
+        net.status(f).commit,
+        idx,
+        "told with the append after its ack"
+    );
+    net.assert_safe();
+}
