@@ -95,9 +95,11 @@ pub struct NodeConfig {
     /// With `read_mode = "lease"`: ticks the lease is shortened by for clock drift (default
     /// 2, so a lease of 8 of the 10 election ticks).
     pub max_clock_drift_ticks: u32,
-    /// AppendEntries messages in flight to one follower (default 4). A short pipeline makes
-    /// the leader gather the entries proposed meanwhile into the next message, instead of
-    /// sending (and having acknowledged) one small message per proposal.
+    /// AppendEntries messages in flight to one follower (default 1). The next append leaves
+    /// when the previous one is acknowledged and carries every entry proposed meanwhile: on
+    /// one machine's cores, at 64 clients, fewer and larger appends (and follower fsyncs) gave
+    /// 1.09x the SETs per second of 4 and a 9-16% lower p99; at 16 clients 0.94x with the same
+    /// p99. A longer pipeline suits links whose round trip is long next to a follower's fsync.
     pub max_inflight_msgs: usize,
     /// Tell followers a new commit index only with the next append, heartbeat or tick, not
     /// with an empty append of its own (default true). Under load it saves about half of the
@@ -155,7 +157,7 @@ impl Default for NodeConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_interval: 100_000,
-            max_inflight_msgs: 4,
+            max_inflight_msgs: 1,
             defer_commit_notice: true,
             max_clock_drift_ticks: 2,
             keep_trailing: 1024,
