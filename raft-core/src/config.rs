@@ -52,8 +52,9 @@ pub struct Config {
     /// Do not send a follower an empty append only to tell it a new commit index. It learns
     /// the index from the next append with entries, from a heartbeat, or at the leader's next
     /// tick; at once when it asked for a read index, or when a configuration change commits.
-    /// Under a steady load of writes this halves the appends (and the wake-ups) on each
-    /// follower, at the price of followers applying up to a tick later once writes stop.
+    /// It saves an append (and a wake-up) per commit to a follower with nothing else to
+    /// receive: half the appends a follower gets from a lone writer. The price: followers
+    /// apply up to a tick later once writes stop.
     /// Leaders never wait for it: a write commits when a quorum holds it. raft-rs calls it
     /// `skip_bcast_commit`.
     pub defer_commit_notice: bool,

@@ -102,9 +102,10 @@ pub struct NodeConfig {
     /// p99. A longer pipeline suits links whose round trip is long next to a follower's fsync.
     pub max_inflight_msgs: usize,
     /// Tell followers a new commit index only with the next append, heartbeat or tick, not
-    /// with an empty append of its own (default true). Under load it saves about half of the
-    /// appends a follower receives; once writes stop, followers apply up to a tick later
-    /// (`stale` reads on a follower lag as much). See `raft_core::Config::defer_commit_notice`.
+    /// with an empty append of its own (default true): one message to each follower less
+    /// per write from a lone client, fewer under load. Once writes stop, followers apply up
+    /// to a tick later (`stale` reads on a follower lag as much). See
+    /// `raft_core::Config::defer_commit_notice`.
     pub defer_commit_notice: bool,
     /// Log entries kept below a snapshot for slow followers (default 1,024).
     pub keep_trailing: u64,
