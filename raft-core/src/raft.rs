@@ -279,12 +279,13 @@ impl<S: Storage> Raft<S> {
                 if self.tick_check_quorum() {
                     return;
                 }
-                self.send_deferred_commit();
                 self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
                 if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                     self.heartbeat_elapsed = 0;
                     self.broadcast_heartbeat();
                 }
+                // After the heartbeat, which may have told the followers already.
+                self.send_deferred_commit();
             }
             _ => {
                 self.election_elapsed = self.election_elapsed.saturating_add(1);

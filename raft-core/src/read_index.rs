@@ -284,10 +284,11 @@ impl<S: Storage> Raft<S> {
             // The follower serves the read once it has applied `index`: it must not wait for
             // a deferred commit notice. With appends in flight it is told with the next one
             // its answer lets go.
-            if self.cfg.defer_commit_notice {
-                if let Some(pr) = self.progress.get_mut(&req.from) {
-                    pr.commit_wanted = true;
-                }
+            if self.cfg.defer_commit_notice
+                && let Some(pr) = self.progress.get_mut(&req.from)
+                && pr.sent_commit < index
+            {
+                pr.commit_wanted = true;
                 self.send_append(req.from, crate::replication::Send::IfNewOrCommit);
             }
         }

@@ -190,9 +190,14 @@ impl<S: Storage> Raft<S> {
     /// Heartbeats to every peer carrying read round `round`.
     pub(crate) fn send_heartbeats(&mut self, round: u64) {
         for to in self.replication_peers() {
-            let matched = self.progress.get(&to).map_or(LogIndex(0), |p| p.matched);
+            let committed = self.log.committed;
+            let Some(pr) = self.progress.get_mut(&to) else {
+                continue;
+            };
             // Never tell a follower to commit past what it is known to hold.
-            let commit = self.log.committed.min(matched);
+            let commit = committed.min(pr.matched);
+            // The heartbeat tells it this much: no commit-only append needs to repeat it.
+            pr.sent_commit = pr.sent_commit.max(commit);
             self.send(
                 to,
                 MessageBody::Heartbeat(Heartbeat {
@@ -226,9 +231,9 @@ impl<S: Storage> Raft<S> {
                         self.broadcast_pending = true;
                     }
                 }
-                // Keep the pipeline full, and tell the follower the commit index if it moved.
-                // Deferred to the next ready: proposals that arrive before it then travel in
-                // the same append as the commit index, one message instead of two.
+                // Keep the pipeline full (and tell the follower a new commit index, unless
+                // that notice is deferred) at the next ready: proposals that arrive before it
+                // then travel in the same append as the commit index, one message, not two.
                 self.broadcast_pending = true;
                 self.maybe_send_timeout_now_to(from, false);
             }
