@@ -17,7 +17,7 @@ use crate::types::{Entry, EntryKind, LogIndex, NodeId, Role, Term};
 /// When [`Raft::send_append`] sends an append without new entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Send {
-    /// Only with new entries (or as a probe).
+    /// Only with new entries (or as a probe, or to a follower waiting on a read).
     IfNew,
     /// Also to carry a commit index the follower was not told.
     IfNewOrCommit,
@@ -76,14 +76,12 @@ impl<S: Storage> Raft<S> {
         self.broadcast_pending = false;
         // A committed configuration change is announced at once even when notices are
         // deferred: removed nodes learn they are out, and a removed leader steps down next.
-        let defer = self.cfg.defer_commit_notice && !self.conf_commit_pending;
+        let mode = if self.cfg.defer_commit_notice && !self.conf_commit_pending {
+            Send::IfNew
+        } else {
+            Send::IfNewOrCommit
+        };
         for to in self.replication_peers() {
-            let wanted = self.progress.get(&to).is_some_and(|p| p.commit_wanted);
-            let mode = if defer && !wanted {
-                Send::IfNew
-            } else {
-                Send::IfNewOrCommit
-            };
             self.send_append(to, mode);
         }
     }
@@ -99,8 +97,9 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Sends the next AppendEntries to `to` unless its progress is paused. Without new entries
-    /// an empty append is sent only in probe state, when `mode` asks to carry a commit index
-    /// the follower has not been told, or when `mode` forces it.
+    /// an empty append is sent only in probe state, to carry a commit index the follower has
+    /// not been told when `mode` asks for it or the follower waits on a read, or when `mode`
+    /// forces it.
     pub(crate) fn send_append(&mut self, to: NodeId, mode: Send) {
         let last = self.log.last_index();
         let committed = self.log.committed;
@@ -113,11 +112,13 @@ impl<S: Storage> Raft<S> {
         let next = pr.next;
         let has_new = next <= last;
         let probing = pr.state == ProgressState::Probe;
+        // Appends still in flight will be answered and the answer carries the commit on; an
+        // extra empty append pays off only for an otherwise idle follower.
+        let untold = pr.sent_commit < committed && pr.inflights.is_empty();
         let carry = match mode {
-            Send::IfNew => false,
-            // Appends still in flight will be answered and the answer carries the commit
-            // on; an extra empty append pays off only for an otherwise idle follower.
-            Send::IfNewOrCommit => pr.sent_commit < committed && pr.inflights.is_empty(),
+            // A follower waiting to serve a read gets the commit index whatever the mode.
+            Send::IfNew => untold && pr.commit_wanted,
+            Send::IfNewOrCommit => untold,
             Send::Always => true,
         };
         if !has_new && !probing && !carry {
@@ -126,7 +127,7 @@ impl<S: Storage> Raft<S> {
         // Only the commit index is news to a follower that holds our whole log and has
         // answered every append: its answer would repeat what we know. Not asking for one
         // saves a message each way per commit on an otherwise idle cluster.
-        let commit_only = mode == Send::IfNewOrCommit
+        let commit_only = mode != Send::Always
             && carry
             && !has_new
             && pr.state == ProgressState::Replicate
@@ -227,9 +228,7 @@ impl<S: Storage> Raft<S> {
                     if pr.state == ProgressState::Probe {
                         pr.become_replicate();
                     }
-                    if self.maybe_commit() {
-                        self.broadcast_pending = true;
-                    }
+                    self.maybe_commit();
                 }
                 // Keep the pipeline full (and tell the follower a new commit index, unless
                 // that notice is deferred) at the next ready: proposals that arrive before it
