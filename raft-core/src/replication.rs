@@ -148,7 +148,10 @@ impl<S: Storage> Raft<S> {
             }
         };
         let entries = if has_new {
-            match self.log.slice(next, last.next(), self.cfg.max_size_per_msg) {
+            // At most MAX_ENTRIES_PER_MESSAGE: the receiver refuses more.
+            let max = crate::wire::MAX_ENTRIES_PER_MESSAGE as u64;
+            let hi = last.next().min(LogIndex(next.get().saturating_add(max)));
+            match self.log.slice(next, hi, self.cfg.max_size_per_msg) {
                 Ok(e) => e,
                 Err(StorageError::Compacted(_)) => {
                     self.send_snapshot(to);

@@ -4,7 +4,10 @@
 //! typed [`WireError`]; decoding never panics, whatever the input. The transport frames these
 //! bytes with a length prefix and enforces the maximum frame size before calling [`decode`]:
 //! this module has no size limit of its own (a declared length longer than the buffer is an
-//! error, but a long buffer is decoded in full).
+//! error, but a long buffer is decoded in full). It does bound what a buffer can grow into:
+//! an AppendEntries with more than [`MAX_ENTRIES_PER_MESSAGE`] entries is refused before any
+//! entry is decoded (an empty entry is 2 bytes on the wire but over 100 in memory, so an
+//! 8 MiB frame of them would otherwise take half a gigabyte).
 //!
 //! The schema, for other implementations (proto3):
 //!
@@ -70,6 +73,8 @@ use crate::message::{
 };
 use crate::types::{ConfState, Entry, EntryKind, LogIndex, NodeId, SnapshotMeta, Term, sorted};
 
+mod scan;
+
 /// Why bytes could not be decoded into a [`Message`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -87,7 +92,21 @@ pub enum WireError {
     /// A configuration change payload names an unknown transition or operation, or node 0.
     #[error("invalid configuration change: {0}")]
     InvalidConfChange(&'static str),
+    /// An AppendEntries carries more entries than [`MAX_ENTRIES_PER_MESSAGE`].
+    #[error("{count} entries in one message, more than the maximum of {max}")]
+    TooManyEntries {
+        /// Entries found.
+        count: usize,
+        /// [`MAX_ENTRIES_PER_MESSAGE`].
+        max: usize,
+    },
 }
+
+/// The most entries one AppendEntries carries. A leader never sends more (it splits a longer
+/// run across messages, as it does by [`crate::Config::max_size_per_msg`]) and [`decode`]
+/// refuses more, so a message decodes into at most a few tens of megabytes, whatever its
+/// entries hold.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 1 << 16;
 
 /// Encodes `m`.
 pub fn encode(m: &Message) -> Bytes {
@@ -101,11 +120,24 @@ pub fn encoded_len(m: &Message) -> usize {
 
 /// Decodes one message that fills the whole of `buf`.
 ///
-/// Any [`Buf`] works: a `&[u8]` (entry payloads are copied) or a [`Bytes`] (entry payloads
-/// share its memory instead of being copied, which keeps the whole buffer alive as long as
-/// any of them lives).
-pub fn decode(buf: impl Buf) -> Result<Message, WireError> {
-    PbMessage::decode(buf)?.try_into()
+/// Any [`Buf`] works: a [`Bytes`] is not copied (entry payloads share its memory, which keeps
+/// the whole buffer alive as long as any of them lives); a `&[u8]` is copied once, and the
+/// payloads share the copy.
+///
+/// An AppendEntries with more than [`MAX_ENTRIES_PER_MESSAGE`] entries is
+/// [`WireError::TooManyEntries`], found by a walk over the fields before anything is decoded.
+pub fn decode(mut buf: impl Buf) -> Result<Message, WireError> {
+    // The count needs the bytes in one piece: free for `Bytes` and `&[u8]`, a copy only
+    // for a buffer in several chunks.
+    let bytes = buf.copy_to_bytes(buf.remaining());
+    let count = scan::count_entries(&bytes);
+    if count > MAX_ENTRIES_PER_MESSAGE {
+        return Err(WireError::TooManyEntries {
+            count,
+            max: MAX_ENTRIES_PER_MESSAGE,
+        });
+    }
+    PbMessage::decode(bytes)?.try_into()
 }
 
 const KIND_NORMAL: u32 = 0;

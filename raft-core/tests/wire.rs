@@ -1,5 +1,7 @@
 //! The wire encoding: every message round-trips, and no input makes `decode` panic.
 
+mod support;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use raft_core::wire::{self, WireError};
@@ -481,6 +483,81 @@ fn unknown_body_kind_has_no_body() {
         wire::decode(&buf[..]),
         Err(WireError::MissingBody)
     ));
+}
+
+/// An AppendEntries of `entries` copies of `entry` (its encoding as an `Entry` field's value),
+/// built by hand: the encoder would refuse nothing, but this is what a hostile peer sends.
+fn raw_append(entry: &[u8], entries: usize) -> Vec<u8> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut one = vec![(3 << 3) | 2];
+    varint(entry.len() as u64, &mut one);
+    one.extend_from_slice(entry);
+    let body = one.repeat(entries);
+    let mut out = vec![(1 << 3), 1, (12 << 3) | 2];
+    varint(body.len() as u64, &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// An 8 MiB frame of empty entries would decode to over half a gigabyte: it is refused by
+/// its count, before any entry is decoded. At the limit, it decodes.
+#[test]
+fn too_many_entries_are_refused_before_decoding() {
+    let max = wire::MAX_ENTRIES_PER_MESSAGE;
+    let flood = raw_append(&[], (8 << 20) / 2);
+    match wire::decode(Bytes::from(flood)) {
+        Err(WireError::TooManyEntries { count, max: m }) => {
+            assert_eq!((count, m), ((8 << 20) / 2, max));
+        }
+        other => panic!("expected TooManyEntries, got {other:?}"),
+    }
+    // term 1 and index 1: a valid-looking entry, one over the limit.
+    let over = raw_append(&[0x08, 0x01, 0x10, 0x01], max + 1);
+    assert!(matches!(
+        wire::decode(&over[..]),
+        Err(WireError::TooManyEntries { .. })
+    ));
+    let at = raw_append(&[0x08, 0x01, 0x10, 0x01], max);
+    match wire::decode(&at[..]).unwrap().body {
+        MessageBody::AppendEntries(a) => assert_eq!(a.entries.len(), max),
+        other => panic!("expected AppendEntries, got {other:?}"),
+    }
+}
+
+/// A leader splits a longer run of entries across messages, even when they fit its byte
+/// limit, so a follower never gets a message its decoder refuses.
+#[test]
+fn a_leader_sends_at_most_the_entry_limit_per_message() {
+    let max = wire::MAX_ENTRIES_PER_MESSAGE;
+    let mut net = support::Net::with_config(&[1, 2, 3], |i| {
+        let mut c = support::config(i);
+        c.max_size_per_msg = 1 << 30;
+        c
+    });
+    let l = net.elect();
+    net.stabilize();
+    let largest = std::rc::Rc::new(std::cell::Cell::new(0));
+    let seen = largest.clone();
+    net.drop_filter = Some(Box::new(move |m| {
+        if let MessageBody::AppendEntries(a) = &m.body {
+            seen.set(seen.get().max(a.entries.len()));
+            assert!(wire::decode(wire::encode(m)).is_ok());
+        }
+        false
+    }));
+    let (last, _) = net.propose_many(l, vec![vec![1]; max + 100]).unwrap();
+    net.stabilize();
+    assert_eq!(largest.get(), max);
+    for id in [1, 2, 3] {
+        assert_eq!(net.status(id).commit, last);
+    }
+    net.assert_safe();
 }
 
 #[test]
