@@ -127,8 +127,7 @@ pub fn encoded_len(m: &Message) -> usize {
 /// An AppendEntries with more than [`MAX_ENTRIES_PER_MESSAGE`] entries is
 /// [`WireError::TooManyEntries`], found by a walk over the fields before anything is decoded.
 pub fn decode(mut buf: impl Buf) -> Result<Message, WireError> {
-    // The count needs the bytes in one piece: free for `Bytes` and `&[u8]`, a copy only
-    // for a buffer in several chunks.
+    // The count needs the bytes in one piece: free for `Bytes`, one copy for anything else.
     let bytes = buf.copy_to_bytes(buf.remaining());
     let count = scan::count_entries(&bytes);
     if count > MAX_ENTRIES_PER_MESSAGE {
