@@ -33,7 +33,9 @@ enum Cmd {
         /// certificates asked for (so a new client needs no new cluster certificates).
         #[arg(long, value_delimiter = ',')]
         ids: Vec<u64>,
-        /// Replace an existing CA in the directory.
+        /// Replace what exists: with --ids, the cluster CA (every node then needs the new
+        /// certificates); without, only the client-port and client certificates named,
+        /// signed by the CA already in the directory.
         #[arg(long)]
         force: bool,
         /// Also write `client-port.crt` / `.key` for the TLS client port, with these names
@@ -273,7 +275,8 @@ fn certs(out: &Path, ids: &[u64], force: bool) -> Result<(), NodeError> {
 }
 
 /// `raft-node certs`: with `--ids` a new cluster CA and node certificates, then the named
-/// certificates asked for; without, only those, signed by the CA already in `out`.
+/// certificates asked for; without, only those, signed by the CA already in `out`. `--force`
+/// replaces what it would write, and nothing else: without `--ids`, the CA stays.
 fn certs_command(
     out: &Path,
     ids: &[u64],
@@ -284,10 +287,6 @@ fn certs_command(
     check_cert_names(port_names, clients)?;
     if !ids.is_empty() {
         certs(out, ids, force)?;
-    } else if force {
-        return Err(NodeError::Config(
-            "--force replaces the cluster CA, which needs --ids".into(),
-        ));
     } else if port_names.is_empty() && clients.is_empty() {
         return Err(NodeError::Config(
             "nothing to write: pass --ids, --client-port-names or --clients".into(),

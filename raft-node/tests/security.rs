@@ -412,8 +412,14 @@ fn certs_adds_clients_to_an_existing_ca_and_refuses_node_names() {
     let again = certs(&["--clients", "app"]);
     assert!(!again.status.success(), "an existing key is not replaced");
     assert!(text(&again).contains("pass --force"), "{}", text(&again));
+    let first = read("client-app.key");
     let forced = certs(&["--clients", "app", "--force"]);
-    assert!(!forced.status.success(), "--force without --ids");
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert_ne!(
+        read("client-app.key"),
+        first,
+        "the client's key is replaced"
+    );
     assert_eq!(read("ca.crt"), ca, "the CA is kept");
     assert_eq!(read("node-1.crt"), node, "node certificates are kept");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
