@@ -96,26 +96,10 @@ impl NodeHandle {
                     rest.len()
                 ]
             };
-            // Only a refused suffix is retried: retrying a command while a later one was
-            // applied would reorder them.
-            let first_refused = attempt.iter().position(is_refusal);
-            match first_refused {
-                Some(f) if attempt[f..].iter().all(is_refusal) => {
-                    results.extend(attempt.into_iter().take(f));
-                    if let Err(e) = self.wait_for_change(&mut role, deadline).await {
-                        results.resize(cmds.len(), Err(e));
-                    }
-                }
-                _ => {
-                    // A forwarded pipeline goes in frame-sized parts, each once the one before
-                    // it is answered. After a part whose outcome is unknown (it may still be
-                    // applied), or past the deadline, the rest is not sent: it could be
-                    // applied before that part.
-                    let unknown = attempt.iter().any(outcome_unknown);
-                    results.extend(attempt);
-                    if unknown || Instant::now() >= deadline {
-                        results.resize(cmds.len(), Err(RequestError::NotSent));
-                    }
+            let past_deadline = Instant::now() >= deadline;
+            if take_attempt(&mut results, attempt, cmds.len(), past_deadline) == Next::Retry {
+                if let Err(e) = self.wait_for_change(&mut role, deadline).await {
+                    results.resize(cmds.len(), Err(e));
                 }
             }
         }
@@ -415,6 +399,43 @@ fn outcome_unknown(r: &Result<Outcome, RequestError>) -> bool {
     )
 }
 
+/// What [`NodeHandle::write_batch`] does after an attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Send the commands still without a result (to the leader known next).
+    Send,
+    /// Wait for a leader, then retry the refused commands.
+    Retry,
+}
+
+/// Adds the results of one attempt at the first commands of a pipeline of `total`
+/// (`results` holds those before it). Only a refused suffix is retried: retrying a command
+/// while a later one was applied would reorder them. A forwarded pipeline goes in
+/// frame-sized parts, each once the one before it is answered; after a part whose outcome is
+/// unknown (it may still be applied), or past the deadline, the rest is not sent (answered
+/// [`RequestError::NotSent`]): it could be applied before that part.
+fn take_attempt(
+    results: &mut Vec<Result<Outcome, RequestError>>,
+    attempt: Vec<Result<Outcome, RequestError>>,
+    total: usize,
+    past_deadline: bool,
+) -> Next {
+    match attempt.iter().position(is_refusal) {
+        Some(f) if attempt[f..].iter().all(is_refusal) => {
+            results.extend(attempt.into_iter().take(f));
+            Next::Retry
+        }
+        _ => {
+            let unknown = attempt.iter().any(outcome_unknown);
+            results.extend(attempt);
+            if unknown || past_deadline {
+                results.resize(total, Err(RequestError::NotSent));
+            }
+            Next::Send
+        }
+    }
+}
+
 /// Whether a result means the command was not applied and may be sent again.
 fn is_refusal(r: &Result<Outcome, RequestError>) -> bool {
     matches!(
@@ -452,4 +473,78 @@ pub(crate) async fn serve_forward(handle: &NodeHandle, body: Bytes) -> Bytes {
             .await
     };
     crate::forward::encode_response(&results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward_failed() -> Result<Outcome, RequestError> {
+        Err(RequestError::Forward {
+            leader: NodeId(1),
+            detail: "stream reset".into(),
+        })
+    }
+
+    /// The first part of a three-part forwarded pipeline came back, the second failed with
+    /// an unknown outcome: the third is not sent, or it could be applied before the second.
+    #[test]
+    fn after_a_part_with_an_unknown_outcome_the_rest_is_not_sent() {
+        let mut results = Vec::new();
+        let next = take_attempt(&mut results, vec![Ok(Outcome::Ok); 2], 6, false);
+        assert_eq!((next, results.len()), (Next::Send, 2));
+        let next = take_attempt(
+            &mut results,
+            vec![Ok(Outcome::Ok), forward_failed()],
+            6,
+            false,
+        );
+        assert_eq!(next, Next::Send);
+        assert_eq!(results.len(), 6, "every command has its answer");
+        assert_eq!(results[3], forward_failed());
+        assert!(
+            results[4..]
+                .iter()
+                .all(|r| *r == Err(RequestError::NotSent))
+        );
+    }
+
+    /// Past the deadline, nothing more is sent either.
+    #[test]
+    fn past_the_deadline_the_rest_is_not_sent() {
+        let mut results = Vec::new();
+        assert_eq!(
+            take_attempt(&mut results, vec![Ok(Outcome::Ok)], 3, true),
+            Next::Send
+        );
+        assert_eq!(results[0], Ok(Outcome::Ok));
+        assert_eq!(
+            results[1..],
+            [Err(RequestError::NotSent), Err(RequestError::NotSent)]
+        );
+    }
+
+    /// A refused suffix (not applied) is retried; the results before it are kept.
+    #[test]
+    fn a_refused_suffix_is_retried_and_the_prefix_kept() {
+        let mut results = Vec::new();
+        let refused = Err(RequestError::NotLeader { leader: NodeId(2) });
+        let attempt = vec![
+            Ok(Outcome::Integer(1)),
+            refused.clone(),
+            Err(RequestError::Dropped),
+        ];
+        assert_eq!(take_attempt(&mut results, attempt, 3, false), Next::Retry);
+        assert_eq!(results, [Ok(Outcome::Integer(1))]);
+    }
+
+    /// A refusal followed by an applied command is not retried: that would reorder them.
+    #[test]
+    fn a_refusal_before_an_applied_command_is_not_retried() {
+        let mut results = Vec::new();
+        let refused = Err(RequestError::NotLeader { leader: NodeId(2) });
+        let attempt = vec![refused.clone(), Ok(Outcome::Ok)];
+        assert_eq!(take_attempt(&mut results, attempt, 2, false), Next::Send);
+        assert_eq!(results, [refused, Ok(Outcome::Ok)]);
+    }
 }
