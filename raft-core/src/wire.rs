@@ -125,7 +125,8 @@ pub fn encoded_len(m: &Message) -> usize {
 /// payloads share the copy.
 ///
 /// An AppendEntries with more than [`MAX_ENTRIES_PER_MESSAGE`] entries is
-/// [`WireError::TooManyEntries`], found by a walk over the fields before anything is decoded.
+/// [`WireError::TooManyEntries`], found by a count that keeps nothing of an entry, before any
+/// entry is decoded.
 pub fn decode(mut buf: impl Buf) -> Result<Message, WireError> {
     // The count needs the bytes in one piece: free for `Bytes`, one copy for anything else.
     let bytes = buf.copy_to_bytes(buf.remaining());

@@ -1,80 +1,38 @@
-//! A walk over the protobuf fields of an encoded [`super::PbMessage`] that counts the entries
-//! of its AppendEntries without decoding them, so that [`super::decode`] can refuse a message
-//! before it allocates for each entry.
+//! Counts the entries of an encoded [`super::PbMessage`]'s AppendEntries without decoding
+//! them, so that [`super::decode`] can refuse a message before it allocates for each entry.
+//!
+//! prost decodes the message into a shape that keeps nothing of an entry: each becomes a
+//! zero-sized [`Counted`], and a `Vec` of a zero-sized type never allocates, however many
+//! it holds. Every other field is skipped as unknown.
 
-/// Wire types (protobuf encoding).
-const VARINT: u64 = 0;
-const FIXED64: u64 = 1;
-const LEN: u64 = 2;
-const FIXED32: u64 = 5;
+use prost::Message as _;
 
-/// Field numbers: `Message.append_entries` and `AppendEntries.entries`.
-const APPEND_ENTRIES: u64 = 12;
-const ENTRIES: u64 = 3;
+/// `Message` with only its `append_entries` field (tag 12). prost merges repeated
+/// occurrences of a message field, so the entries of all of them add up, as in [`super::decode`].
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct CountMessage {
+    #[prost(message, optional, tag = "12")]
+    append_entries: Option<CountAppend>,
+}
 
-/// Entries in all of the message's `append_entries` fields (protobuf merges repeated
-/// occurrences of a message field, so their entries add up). A malformed encoding stops the
-/// count where it breaks: decoding reports the error.
+/// `AppendEntries` with only its `entries` field (tag 3).
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct CountAppend {
+    #[prost(message, repeated, tag = "3")]
+    entries: Vec<Counted>,
+}
+
+/// One entry, its fields skipped.
+#[derive(Clone, PartialEq, ::prost::Message)]
+struct Counted {}
+
+/// Entries in all of the message's `append_entries` fields; 0 for a malformed encoding,
+/// which decoding then reports.
 pub(super) fn count_entries(buf: &[u8]) -> usize {
-    let mut count = 0;
-    for_each_field(buf, |field, wire_type, value| {
-        if field == APPEND_ENTRIES && wire_type == LEN {
-            for_each_field(value, |field, wire_type, _| {
-                if field == ENTRIES && wire_type == LEN {
-                    count += 1;
-                }
-            });
-        }
-    });
-    count
-}
-
-/// Calls `f(field number, wire type, payload)` for each field of `buf` (the payload is
-/// empty but for length-delimited fields) until the end or the first malformed field.
-fn for_each_field(mut buf: &[u8], mut f: impl FnMut(u64, u64, &[u8])) {
-    while !buf.is_empty() {
-        let Some(key) = varint(&mut buf) else { return };
-        let (field, wire_type) = (key >> 3, key & 7);
-        let payload: &[u8] = match wire_type {
-            VARINT => {
-                if varint(&mut buf).is_none() {
-                    return;
-                }
-                &[]
-            }
-            FIXED64 | FIXED32 => {
-                let n = if wire_type == FIXED64 { 8 } else { 4 };
-                let Some(rest) = buf.get(n..) else { return };
-                buf = rest;
-                &[]
-            }
-            LEN => {
-                let Some(len) = varint(&mut buf) else { return };
-                let Some(len) = usize::try_from(len).ok().filter(|l| *l <= buf.len()) else {
-                    return;
-                };
-                let (payload, rest) = buf.split_at(len);
-                buf = rest;
-                payload
-            }
-            // Groups (deprecated) and unknown wire types: prost refuses them.
-            _ => return,
-        };
-        f(field, wire_type, payload);
-    }
-}
-
-/// Reads one base-128 varint (at most 10 bytes) from the front of `buf`.
-fn varint(buf: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for (i, byte) in buf.iter().take(10).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            *buf = &buf[i + 1..];
-            return Some(value);
-        }
-    }
-    None
+    CountMessage::decode(buf)
+        .ok()
+        .and_then(|m| m.append_entries)
+        .map_or(0, |a| a.entries.len())
 }
 
 #[cfg(test)]
@@ -120,7 +78,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_encoding_stops_the_count() {
+    fn a_malformed_encoding_counts_nothing() {
         let bytes = crate::wire::encode(&append(10));
         for cut in 0..bytes.len() {
             assert!(count_entries(&bytes[..cut]) <= 10);
