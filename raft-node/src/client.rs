@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -119,6 +119,9 @@ pub async fn serve(
     }
 }
 
+/// `CLIENT ID`s, in connection order from 1 as in Redis.
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
 async fn connection(
     mut rd: impl AsyncRead + Unpin,
     mut wr: impl AsyncWrite + Unpin,
@@ -130,6 +133,8 @@ async fn connection(
     let mut session = Session {
         identity: node.auth.initial(),
         peer: peer.ip(),
+        id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+        name: None,
     };
     let max = settings.limits.max_request_bytes;
     let full = Limits {

@@ -33,6 +33,10 @@ pub struct Session {
     pub identity: Option<Identity>,
     /// The client's address (failed logins are slowed down per address).
     pub peer: IpAddr,
+    /// The connection's id (`CLIENT ID`): unique in this process, in connection order.
+    pub id: u64,
+    /// The name set by `CLIENT SETNAME` or `HELLO … SETNAME`.
+    pub name: Option<Bytes>,
 }
 
 /// What the connection does after the reply.
@@ -496,7 +500,7 @@ async fn run(node: &NodeHandle, session: &mut Session, name: &str, a: &[Bytes]) 
         },
         // Clients probe these at connect; answer so they carry on.
         "command" | "config" => Reply::Array(Vec::new()),
-        "client" => Reply::ok(),
+        "client" => client(session, a),
         "hello" => hello(node, session, a).await,
         "auth" => match a {
             [_] if !node.auth.required() => Reply::err(
@@ -644,13 +648,17 @@ async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
     }
     let mut opts = a.iter().skip(1);
     let mut auth = None;
+    let mut setname = None;
     while let Some(opt) = opts.next() {
         match opt.to_ascii_lowercase().as_slice() {
             b"auth" => match (opts.next(), opts.next()) {
                 (Some(u), Some(p)) => auth = Some((u, p)),
                 _ => return Reply::err("Syntax error in HELLO option 'auth'"),
             },
-            b"setname" if opts.next().is_some() => {}
+            b"setname" => match opts.next() {
+                Some(name) => setname = Some(name),
+                None => return Reply::err("Syntax error in HELLO option 'setname'"),
+            },
             _ => {
                 return Reply::err(format!(
                     "Syntax error in HELLO option '{}'",
@@ -669,6 +677,11 @@ async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
         );
     }
+    if let Some(name) = setname {
+        if let Err(e) = set_name(session, name) {
+            return e;
+        }
+    }
     let role = match node.role().role {
         Role::Leader => "master",
         _ => "replica",
@@ -681,6 +694,8 @@ async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
         s(env!("CARGO_PKG_VERSION")),
         s("proto"),
         Reply::Integer(2),
+        s("id"),
+        Reply::Integer(session.id as i64),
         s("mode"),
         s("standalone"),
         s("role"),
@@ -688,6 +703,65 @@ async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
         s("modules"),
         Reply::Array(Vec::new()),
     ])
+}
+
+/// `CLIENT` with the subcommands a client library sends on connect, answered as Redis does.
+/// Those that change how replies are sent (`REPLY`, `TRACKING`) or act on other connections
+/// (`LIST`, `KILL`) are refused rather than acknowledged and ignored.
+fn client(session: &mut Session, a: &[Bytes]) -> Reply {
+    let Some(sub) = a.first() else {
+        return Reply::err("wrong number of arguments for 'client' command");
+    };
+    let given = sub;
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let arity = |n: usize| {
+        (a.len() != n).then(|| {
+            Reply::err(format!(
+                "wrong number of arguments for 'client|{sub}' command"
+            ))
+        })
+    };
+    match sub.as_str() {
+        "id" => arity(1).unwrap_or(Reply::Integer(session.id as i64)),
+        "getname" => arity(1).unwrap_or_else(|| match &session.name {
+            Some(n) => Reply::Bulk(n.clone()),
+            None => Reply::Nil,
+        }),
+        "setname" => arity(2).unwrap_or_else(|| match set_name(session, &a[1]) {
+            Ok(()) => Reply::ok(),
+            Err(e) => e,
+        }),
+        // Library name and version, for CLIENT LIST in Redis: nothing here shows them.
+        "setinfo" => arity(3).unwrap_or_else(|| match a[1].to_ascii_lowercase().as_slice() {
+            b"lib-name" | b"lib-ver" => Reply::ok(),
+            _ => Reply::err(format!("Unrecognized option '{}'", trunc(&a[1], 128))),
+        }),
+        "info" => arity(1).unwrap_or_else(|| {
+            let name = session.name.as_deref().unwrap_or_default();
+            Reply::Bulk(Bytes::from(format!(
+                "id={} addr={} name={} db=0\n",
+                session.id,
+                session.peer,
+                String::from_utf8_lossy(name)
+            )))
+        }),
+        _ => Reply::err(format!(
+            "unknown subcommand '{}'. Try CLIENT HELP.",
+            trunc(given, 128)
+        )),
+    }
+}
+
+/// Sets (or, with an empty name, clears) the connection's name. Redis refuses spaces and
+/// anything outside printable ASCII, which would break the one-line-per-client listing.
+fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(Reply::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    session.name = (!name.is_empty()).then(|| name.clone());
+    Ok(())
 }
 
 fn get(node: &NodeHandle, key: &[u8]) -> Result<Reply, Reply> {
@@ -725,6 +799,56 @@ pub fn request_error(e: RequestError) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(v: &[&str]) -> Vec<Bytes> {
+        v.iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn client_subcommands_answer_as_redis() {
+        let mut s = Session {
+            identity: None,
+            peer: "127.0.0.1".parse().unwrap(),
+            id: 7,
+            name: None,
+        };
+        let mut client = |v: &[&str]| client(&mut s, &args(v));
+        assert_eq!(client(&["ID"]), Reply::Integer(7));
+        assert_eq!(client(&["getname"]), Reply::Nil);
+        assert_eq!(client(&["setname", "worker-1"]), Reply::ok());
+        assert_eq!(client(&["GETNAME"]), Reply::Bulk("worker-1".into()));
+        assert_eq!(
+            client(&["setname", "a b"]),
+            Reply::err("Client names cannot contain spaces, newlines or special characters.")
+        );
+        assert_eq!(client(&["getname"]), Reply::Bulk("worker-1".into()));
+        assert_eq!(
+            client(&["info"]),
+            Reply::Bulk("id=7 addr=127.0.0.1 name=worker-1 db=0\n".into())
+        );
+        assert_eq!(client(&["setname", ""]), Reply::ok());
+        assert_eq!(client(&["getname"]), Reply::Nil);
+        assert_eq!(client(&["SETINFO", "LIB-NAME", "redis-py"]), Reply::ok());
+        assert_eq!(
+            client(&["setinfo", "colour", "blue"]),
+            Reply::err("Unrecognized option 'colour'")
+        );
+        assert_eq!(
+            client(&["id", "extra"]),
+            Reply::err("wrong number of arguments for 'client|id' command")
+        );
+        // Acknowledging these and carrying on as before would mislead the client.
+        assert_eq!(
+            client(&["Reply", "off"]),
+            Reply::err("unknown subcommand 'Reply'. Try CLIENT HELP.")
+        );
+        assert_eq!(
+            client(&["list"]),
+            Reply::err("unknown subcommand 'list'. Try CLIENT HELP.")
+        );
+    }
 
     #[test]
     fn unknown_command_lists_arguments_up_to_128_bytes_as_redis() {

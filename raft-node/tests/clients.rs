@@ -62,6 +62,10 @@ fn redis_cli_round_trip() {
     let fields = support::parse_info(&info);
     assert_eq!(fields["role"], "follower", "{info}");
     assert_eq!(fields["leader_id"], leader.to_string(), "{info}");
+    // Each connection gets the next id, as in Redis (each redis-cli run is a connection).
+    let id = |port| -> u64 { redis_cli(port, &["CLIENT", "ID"]).trim().parse().unwrap() };
+    let (first, second) = (id(lp), id(lp));
+    assert!(second > first, "CLIENT ID {first} then {second}");
     // An error reply: redis-cli prints it with "(error)" and still exits 0.
     let err = redis_cli(fp, &["GET"]);
     assert!(
