@@ -66,6 +66,8 @@ struct Shared {
 pub(crate) struct Applier {
     tx: mpsc::UnboundedSender<ApplyInput>,
     shared: Shared,
+    #[cfg_attr(not(test), allow(dead_code))]
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Why [`Applier::apply`] failed: the state machine no longer follows the log.
@@ -144,7 +146,7 @@ pub(crate) fn spawn(
         queued: Arc::default(),
     };
     let sh = shared.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
             while let Some(first) = input.blocking_recv() {
@@ -192,7 +194,7 @@ pub(crate) fn spawn(
                 sh.queued.fetch_sub(taken, Ordering::AcqRel);
             }
         })?;
-    Ok(Applier { tx, shared })
+    Ok(Applier { tx, shared, thread })
 }
 
 /// Whether [`apply_batch`] may wait for RocksDB (see [`KvStore::apply`]).
@@ -317,5 +319,14 @@ mod tests {
         }
         applier.apply(vec![set(4, "d")]).unwrap();
         assert_eq!(*applied.borrow(), LogIndex(4));
+
+        // The thread's end, before the store closes and its directory goes: a process that
+        // exits while RocksDB still works in a removed directory can crash in RocksDB.
+        let Applier { tx, shared, thread } = applier;
+        drop((tx, shared));
+        thread
+            .join()
+            .expect("the apply thread ends once its channel closes");
+        drop(kv);
     }
 }

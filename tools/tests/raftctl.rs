@@ -25,7 +25,9 @@ fn wait_ok(addrs: &str) -> Value {
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|n| n["health"] == "ok")
+                // Followers learn the commit index from the next append or heartbeat
+                // (`defer_commit_notice`): up to a heartbeat after the leader.
+                .all(|n| n["health"] == "ok" && n["commit_index"].as_u64() >= Some(1))
         {
             return v;
         }
