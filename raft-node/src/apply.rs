@@ -66,6 +66,8 @@ struct Shared {
 pub(crate) struct Applier {
     tx: mpsc::UnboundedSender<ApplyInput>,
     shared: Shared,
+    /// The apply thread, for a test to join before its store closes. A node does not join
+    /// it: the thread ends on its own once the driver, and with it the channel, is gone.
     #[cfg_attr(not(test), allow(dead_code))]
     thread: std::thread::JoinHandle<()>,
 }
