@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use raft_core::{Entry, LogIndex, Term};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -66,10 +66,34 @@ struct Shared {
 pub(crate) struct Applier {
     tx: mpsc::UnboundedSender<ApplyInput>,
     shared: Shared,
-    /// The apply thread, for a test to join before its store closes. A node does not join
-    /// it: the thread ends on its own once the driver, and with it the channel, is gone.
-    #[cfg_attr(not(test), allow(dead_code))]
-    thread: std::thread::JoinHandle<()>,
+    /// Joined when the applier drops (see `Drop`).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How long dropping an [`Applier`] waits for its thread to finish what it was given.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+impl Drop for Applier {
+    /// Lets the thread apply what it was given, then waits for it to end (a bounded time):
+    /// a thread still writing to the state machine's store when the process exits can
+    /// crash inside RocksDB (a test did).
+    fn drop(&mut self) {
+        let _ = self.tx.send(ApplyInput::Stop);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + STOP_WAIT;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            tracing::warn!(
+                "the apply thread did not stop within {STOP_WAIT:?}; leaving it running"
+            );
+        }
+    }
 }
 
 /// Why [`Applier::apply`] failed: the state machine no longer follows the log.
@@ -131,6 +155,8 @@ enum ApplyInput {
         term: Term,
         done: oneshot::Sender<Result<(), KvError>>,
     },
+    /// Apply everything before this, then end (sent when the [`Applier`] drops).
+    Stop,
 }
 
 pub(crate) fn spawn(
@@ -186,6 +212,10 @@ pub(crate) fn spawn(
                             }
                             let _ = done.send(result);
                         }
+                        ApplyInput::Stop => {
+                            let _ = apply_batch(&sh, &mut entries, Wait::Yes);
+                            return;
+                        }
                     }
                 }
                 if !apply_batch(&sh, &mut entries, Wait::Yes).ok() {
@@ -196,7 +226,11 @@ pub(crate) fn spawn(
                 sh.queued.fetch_sub(taken, Ordering::AcqRel);
             }
         })?;
-    Ok(Applier { tx, shared, thread })
+    Ok(Applier {
+        tx,
+        shared,
+        thread: Some(thread),
+    })
 }
 
 /// Whether [`apply_batch`] may wait for RocksDB (see [`KvStore::apply`]).
@@ -322,13 +356,27 @@ mod tests {
         applier.apply(vec![set(4, "d")]).unwrap();
         assert_eq!(*applied.borrow(), LogIndex(4));
 
-        // The thread's end, before the store closes and its directory goes: a process that
-        // exits while RocksDB still works in a removed directory can crash in RocksDB.
-        let Applier { tx, shared, thread } = applier;
-        drop((tx, shared));
-        thread
-            .join()
-            .expect("the apply thread ends once its channel closes");
+        // Dropping the applier ends its thread, before the store closes and its directory
+        // goes: with the thread still running, this test once crashed inside RocksDB.
+        drop(applier);
         drop(kv);
+    }
+
+    /// What was handed out before the applier dropped is applied before its thread ends.
+    #[test]
+    fn dropping_the_applier_applies_what_it_was_given_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = KvStore::open(dir.path()).unwrap();
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied) = watch::channel(LogIndex(0));
+        let applier = spawn(kv.clone(), Waiters::default(), events, applied_tx).unwrap();
+        // Too large to apply in place: these go to the thread.
+        let batch: Vec<Entry> = (1..=INLINE_MAX_ENTRIES as u64 + 1)
+            .map(|i| set(i, &format!("k{i}")))
+            .collect();
+        applier.apply(batch).unwrap();
+        drop(applier);
+        assert_eq!(*applied.borrow(), LogIndex(INLINE_MAX_ENTRIES as u64 + 1));
+        assert_eq!(kv.get(b"k9").unwrap().as_deref(), Some(&b"v"[..]));
     }
 }
