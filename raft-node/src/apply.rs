@@ -304,7 +304,6 @@ fn apply_batch(sh: &Shared, entries: &mut Vec<Entry>, wait: Wait) -> Applied {
 mod tests {
     use super::*;
     use crate::command::{Command, SetCond};
-    use std::time::Duration;
 
     fn set(i: u64, key: &str) -> Entry {
         let cmd = Command::Set {
@@ -315,15 +314,43 @@ mod tests {
         Entry::new(Term(1), LogIndex(i), cmd.encode())
     }
 
+    /// An applier over a new store. Fields drop in order: the applier (ending its thread)
+    /// before the store closes, the store before its directory goes.
+    struct Harness {
+        applier: Applier,
+        kv: KvStore,
+        applied: watch::Receiver<LogIndex>,
+        _events: mpsc::UnboundedReceiver<Event>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn harness() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = KvStore::open(dir.path()).unwrap();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied) = watch::channel(LogIndex(0));
+        let applier = spawn(kv.clone(), Waiters::default(), events, applied_tx).unwrap();
+        Harness {
+            applier,
+            kv,
+            applied,
+            _events: events_rx,
+            _dir: dir,
+        }
+    }
+
     /// A small batch is applied in place; one RocksDB would stall goes to the thread, which
     /// waits out the stall, and the batches after it follow it there, in order.
     #[test]
     fn a_stalled_batch_goes_to_the_thread_and_order_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let (kv, _) = KvStore::open(dir.path()).unwrap();
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let (applied_tx, applied) = watch::channel(LogIndex(0));
-        let applier = spawn(kv.clone(), Waiters::default(), events, applied_tx).unwrap();
+        // The harness drops the applier, ending its thread, before the store closes and its
+        // directory goes: with the thread still running, this test once crashed in RocksDB.
+        let Harness {
+            applier,
+            kv,
+            applied,
+            ..
+        } = &harness();
 
         applier.apply(vec![set(1, "a")]).unwrap();
         // Applied in place: done before `apply` returned.
@@ -355,28 +382,19 @@ mod tests {
         }
         applier.apply(vec![set(4, "d")]).unwrap();
         assert_eq!(*applied.borrow(), LogIndex(4));
-
-        // Dropping the applier ends its thread, before the store closes and its directory
-        // goes: with the thread still running, this test once crashed inside RocksDB.
-        drop(applier);
-        drop(kv);
     }
 
     /// What was handed out before the applier dropped is applied before its thread ends.
     #[test]
     fn dropping_the_applier_applies_what_it_was_given_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let (kv, _) = KvStore::open(dir.path()).unwrap();
-        let (events, _events_rx) = mpsc::unbounded_channel();
-        let (applied_tx, applied) = watch::channel(LogIndex(0));
-        let applier = spawn(kv.clone(), Waiters::default(), events, applied_tx).unwrap();
+        let h = harness();
         // Too large to apply in place: these go to the thread.
         let batch: Vec<Entry> = (1..=INLINE_MAX_ENTRIES as u64 + 1)
             .map(|i| set(i, &format!("k{i}")))
             .collect();
-        applier.apply(batch).unwrap();
-        drop(applier);
-        assert_eq!(*applied.borrow(), LogIndex(INLINE_MAX_ENTRIES as u64 + 1));
-        assert_eq!(kv.get(b"k9").unwrap().as_deref(), Some(&b"v"[..]));
+        h.applier.apply(batch).unwrap();
+        drop(h.applier);
+        assert_eq!(*h.applied.borrow(), LogIndex(INLINE_MAX_ENTRIES as u64 + 1));
+        assert_eq!(h.kv.get(b"k9").unwrap().as_deref(), Some(&b"v"[..]));
     }
 }
