@@ -98,6 +98,12 @@ pub struct ConfChange {
 }
 
 impl ConfChange {
+    /// The most operations one change may hold. Real changes hold a few; the bound keeps a
+    /// crafted entry (whose payload may run to megabytes) from costing quadratic time in
+    /// [`ConfState::apply_change`]. A change over it is refused when proposed and does not
+    /// decode when received.
+    pub const MAX_CHANGES: usize = 256;
+
     /// A change of the given operations ([`ConfChangeTransition::Auto`]).
     pub fn new(changes: Vec<ConfChangeSingle>) -> ConfChange {
         ConfChange {
@@ -161,11 +167,25 @@ pub enum ConfChangeError {
     /// Node id 0 means "none".
     #[error("node id 0 in a configuration change")]
     ZeroNodeId,
+    /// More operations than [`ConfChange::MAX_CHANGES`].
+    #[error("{count} operations in one configuration change, more than the maximum of {max}")]
+    TooManyChanges {
+        /// Operations in the change.
+        count: usize,
+        /// [`ConfChange::MAX_CHANGES`].
+        max: usize,
+    },
 }
 
 impl ConfState {
     /// The configuration after `cc`, or why `cc` cannot be applied to this one.
     pub fn apply_change(&self, cc: &ConfChange) -> Result<ConfState, ConfChangeError> {
+        if cc.changes.len() > ConfChange::MAX_CHANGES {
+            return Err(ConfChangeError::TooManyChanges {
+                count: cc.changes.len(),
+                max: ConfChange::MAX_CHANGES,
+            });
+        }
         if cc.changes.iter().any(|c| c.node().is_none()) {
             return Err(ConfChangeError::ZeroNodeId);
         }

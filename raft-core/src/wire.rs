@@ -89,7 +89,8 @@ pub enum WireError {
     /// An entry's kind is not one this version knows.
     #[error("unknown entry kind {0}")]
     UnknownEntryKind(u32),
-    /// A configuration change payload names an unknown transition or operation, or node 0.
+    /// A configuration change payload names an unknown transition or operation, or node 0, or
+    /// holds more than [`ConfChange::MAX_CHANGES`] operations.
     #[error("invalid configuration change: {0}")]
     InvalidConfChange(&'static str),
     /// An AppendEntries carries more entries than [`MAX_ENTRIES_PER_MESSAGE`].
@@ -537,9 +538,13 @@ impl ConfChange {
     }
 
     /// Decodes the payload of an [`EntryKind::ConfChange`] entry. Never panics: malformed
-    /// bytes, an unknown transition or operation and node id 0 are errors.
+    /// bytes, an unknown transition or operation, node id 0 and more than
+    /// [`ConfChange::MAX_CHANGES`] operations are errors.
     pub fn decode(buf: impl Buf) -> Result<ConfChange, WireError> {
         let pb = PbConfChange::decode(buf)?;
+        if pb.changes.len() > ConfChange::MAX_CHANGES {
+            return Err(WireError::InvalidConfChange("too many operations"));
+        }
         let transition = match pb.transition {
             TRANSITION_AUTO => ConfChangeTransition::Auto,
             TRANSITION_JOINT_IMPLICIT => ConfChangeTransition::JointImplicit,

@@ -1272,6 +1272,27 @@ fn undecodable_conf_change_entry_is_malformed() {
     );
 }
 
+/// A configuration change with more operations than a leader may propose does not decode:
+/// applying it would cost time quadratic in its size, and its entry may run to megabytes.
+#[test]
+fn conf_change_entry_with_too_many_operations_is_malformed() {
+    let mut node = node_at(2, true);
+    let ops = (1..=ConfChange::MAX_CHANGES as u64 + 1)
+        .map(|i| ConfChangeSingle::AddLearner(NodeId(10 + i)))
+        .collect();
+    let bad = Entry {
+        term: Term(2),
+        index: LogIndex(1),
+        kind: EntryKind::ConfChange,
+        data: ConfChange::new(ops).encode(),
+    };
+    refused_as_malformed(
+        &mut node,
+        append_from(2, 2, (0, 0), vec![bad]),
+        "undecodable configuration change",
+    );
+}
+
 /// Steps `m` into `node` (whose log is empty) and checks it is refused as malformed for
 /// `reason`, with nothing taken.
 fn refused_as_malformed(node: &mut RawNode<MemStorage>, m: Message, reason: &str) {

@@ -652,3 +652,30 @@ fn removed_node_with_the_longest_log_still_campaigns() {
     }
     net.assert_safe();
 }
+
+/// A change may hold at most `ConfChange::MAX_CHANGES` operations: one more is refused when
+/// proposed (a crafted one would cost quadratic time to apply), and the bound itself is fine.
+#[test]
+fn a_change_with_too_many_operations_is_refused() {
+    let mut net = cluster(&[1, 2, 3]);
+    let learners = |n: u64| ConfChange::new((10..10 + n).map(|i| AddLearner(NodeId(i))).collect());
+    let over = ConfChange::MAX_CHANGES as u64 + 1;
+    let err = net.conf_change(1, learners(over)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfChange(ConfChangeError::TooManyChanges { count, max })
+                if count == over as usize && max == ConfChange::MAX_CHANGES
+        ),
+        "{err}"
+    );
+    assert_eq!(net.conf(1), ids(&[1, 2, 3]));
+    // Nothing was proposed: the next change goes ahead, and one at the bound applies.
+    net.conf_change(1, learners(ConfChange::MAX_CHANGES as u64))
+        .unwrap();
+    net.stabilize();
+    for (id, cs) in confs(&mut net) {
+        assert_eq!(cs.learners.len(), ConfChange::MAX_CHANGES, "node {id}");
+    }
+    net.assert_safe();
+}
