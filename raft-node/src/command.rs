@@ -57,6 +57,8 @@ pub enum Command {
         /// Pairs, applied in order.
         pairs: Vec<(Bytes, Bytes)>,
     },
+    /// `FLUSHALL` or `FLUSHDB`: every key is deleted.
+    Flush,
 }
 
 /// The answer to an applied command, sent back to the client (possibly over the forwarding
@@ -85,6 +87,7 @@ const INCRBY: u8 = 4;
 const MSET: u8 = 5;
 /// APPEND with the longest result allowed (tag 3 has none).
 const APPEND_MAX: u8 = 6;
+const FLUSH: u8 = 7;
 
 impl Command {
     /// The bytes stored in the log entry.
@@ -136,6 +139,7 @@ impl Command {
                     put_bytes(&mut b, v);
                 }
             }
+            Command::Flush => b.put_u8(FLUSH),
         }
         b.freeze()
     }
@@ -189,6 +193,7 @@ impl Command {
                     .collect::<Result<_, _>>()?;
                 Command::MSet { pairs }
             }
+            FLUSH => Command::Flush,
             _ => return Err(DecodeError("unknown command tag")),
         };
         if r.pos != data.len() {
@@ -205,6 +210,7 @@ impl Command {
             Command::Append { .. } => "append",
             Command::IncrBy { .. } => "incrby",
             Command::MSet { .. } => "mset",
+            Command::Flush => "flushall",
         }
     }
 }
@@ -335,6 +341,7 @@ mod tests {
             Command::MSet {
                 pairs: vec![(b("a"), b("1")), (b("b"), b("2"))],
             },
+            Command::Flush,
         ];
         for c in cmds {
             assert_eq!(Command::decode(&c.encode()).unwrap(), c);

@@ -65,6 +65,11 @@ const COMMANDS: &[(&str, i32)] = &[
     ("mget", -2),
     ("mset", -3),
     ("dbsize", 1),
+    ("strlen", 2),
+    ("type", 2),
+    ("setnx", 3),
+    ("flushall", -1),
+    ("flushdb", -1),
     ("info", -1),
     ("quit", -1),
     ("select", 2),
@@ -144,13 +149,12 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
         return Step::Refused(name, e);
     }
     match name {
-        "set" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset" => {
-            match parse_write(name, &args[1..], limits) {
-                Ok(cmd) => Step::Write(name, cmd),
-                Err(e) => Step::Refused(name, e),
-            }
-        }
-        "get" | "mget" | "exists" | "dbsize" => Step::Read(name, args),
+        "set" | "setnx" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset"
+        | "flushall" | "flushdb" => match parse_write(name, &args[1..], limits) {
+            Ok(cmd) => Step::Write(name, cmd),
+            Err(e) => Step::Refused(name, e),
+        },
+        "get" | "mget" | "exists" | "dbsize" | "strlen" | "type" => Step::Read(name, args),
         _ => Step::Other(name, args),
     }
 }
@@ -222,7 +226,12 @@ pub async fn execute_pipeline(
                 let user = session.identity.as_ref().map_or("", |w| &*w.user);
                 let results = node.write_batch(user, &cmds).await;
                 for (name, result) in names.iter().zip(results) {
-                    let reply = write_reply(result);
+                    let reply = match (*name, result) {
+                        // SETNX answers as an integer where SET NX answers OK or nil.
+                        ("setnx", Ok(Outcome::Ok)) => Reply::Integer(1),
+                        ("setnx", Ok(Outcome::Nil)) => Reply::Integer(0),
+                        (_, result) => write_reply(result),
+                    };
                     count(name, !matches!(reply, Reply::Error(_)));
                     out.push((reply, After::Continue));
                 }
@@ -303,13 +312,14 @@ fn trunc(b: &[u8], max: usize) -> String {
 fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Reply> {
     // Keys are the arguments at these positions; the rest are values.
     let is_key = |i: usize| match name {
-        "get" | "set" | "append" | "incr" | "decr" | "incrby" | "decrby" => i == 1,
+        "get" | "set" | "setnx" | "append" | "incr" | "decr" | "incrby" | "decrby" | "strlen"
+        | "type" => i == 1,
         "del" | "exists" | "mget" => i >= 1,
         "mset" => i % 2 == 1,
         _ => false,
     };
     let is_value = |i: usize| match name {
-        "set" | "append" => i == 2,
+        "set" | "setnx" | "append" => i == 2,
         "mset" => i >= 2 && i % 2 == 0,
         _ => false,
     };
@@ -350,6 +360,19 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
                 cond,
             }
         }
+        "setnx" => Command::Set {
+            key: a[0].clone(),
+            value: a[1].clone(),
+            cond: SetCond::Nx,
+        },
+        "flushall" | "flushdb" => match a {
+            // Both empty the one database at once: nothing is left to do in the background.
+            [] => Command::Flush,
+            [mode] if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") => {
+                Command::Flush
+            }
+            _ => return Err(Reply::err("syntax error")),
+        },
         "del" => Command::Del { keys: a.to_vec() },
         "append" => Command::Append {
             key: a[0].clone(),
@@ -480,6 +503,15 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
             Reply::Integer(n)
         }
         "dbsize" => Reply::Integer(node.kv().count_keys().map_err(storage_error)? as i64),
+        "strlen" => {
+            let v = node.kv().get(&a[0]).map_err(storage_error)?;
+            Reply::Integer(v.map_or(0, |v| v.len() as i64))
+        }
+        // Every value is a string.
+        "type" => match node.kv().get(&a[0]).map_err(storage_error)? {
+            Some(_) => Reply::Simple("string".into()),
+            None => Reply::Simple("none".into()),
+        },
         _ => unknown_command(&[Bytes::copy_from_slice(name.as_bytes())]),
     })
 }
@@ -845,6 +877,34 @@ mod tests {
         assert_eq!(
             client(&["list"]),
             Reply::err("unknown subcommand 'list'. Try CLIENT HELP.")
+        );
+    }
+
+    #[test]
+    fn flush_takes_one_optional_mode_and_setnx_is_set_nx() {
+        let limits = CommandLimits {
+            max_key_bytes: 1 << 10,
+            max_value_bytes: 1 << 20,
+            max_request_bytes: 2 << 20,
+        };
+        let write = |v: &[&str]| parse_write(v[0], &args(&v[1..]), &limits);
+        for ok in [
+            &["flushall"][..],
+            &["flushall", "ASYNC"],
+            &["flushdb", "sync"],
+        ] {
+            assert_eq!(write(ok), Ok(Command::Flush), "{ok:?}");
+        }
+        for bad in [&["flushall", "now"][..], &["flushdb", "async", "sync"]] {
+            assert_eq!(write(bad), Err(Reply::err("syntax error")), "{bad:?}");
+        }
+        assert_eq!(
+            write(&["setnx", "k", "v"]),
+            Ok(Command::Set {
+                key: "k".into(),
+                value: "v".into(),
+                cond: SetCond::Nx
+            })
         );
     }
 

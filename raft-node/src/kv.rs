@@ -134,6 +134,16 @@ impl KvStore {
         Ok(n)
     }
 
+    /// A key just above every stored key (the last one with a zero byte appended), as the
+    /// exclusive end of a range that covers them all; none if the store is empty.
+    fn past_last_key(&self) -> Result<Option<Vec<u8>>, KvError> {
+        let mut it = self.db.raw_iterator_cf(&self.cf(CF_KV));
+        it.seek_to_last();
+        let end = it.key().map(|k| [k, &[0]].concat());
+        it.status()?;
+        Ok(end)
+    }
+
     /// RocksDB's estimate of the number of keys (cheap; for INFO).
     pub fn estimate_keys(&self) -> u64 {
         self.db
@@ -158,6 +168,7 @@ impl KvStore {
         let mut tx = Tx {
             store: self,
             overlay: HashMap::new(),
+            flushed: false,
         };
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
@@ -181,6 +192,12 @@ impl KvStore {
                 }
             };
             out.push((e.index, e.term, outcome));
+        }
+        // A flush deletes every key in the store; the overlay holds only the writes after it.
+        if tx.flushed {
+            if let Some(end) = self.past_last_key()? {
+                batch.delete_range_cf(&kv, Vec::new(), end);
+            }
         }
         // In key order: RocksDB's memtable insert reuses the previous insert's place in its
         // skip list, which saves most of the search when the keys come sorted.
@@ -306,12 +323,15 @@ const KV_MEMTABLE_BYTES: usize = 4 << 20;
 struct Tx<'a> {
     store: &'a KvStore,
     overlay: HashMap<Bytes, Option<Bytes>>,
+    /// A flush ran: keys not in the overlay are gone.
+    flushed: bool,
 }
 
 impl Tx<'_> {
     fn get(&self, key: &Bytes) -> Result<Option<Bytes>, KvError> {
         match self.overlay.get(key) {
             Some(v) => Ok(v.clone()),
+            None if self.flushed => Ok(None),
             None => self.store.get(key),
         }
     }
@@ -340,6 +360,13 @@ impl Tx<'_> {
                 for (k, v) in pairs {
                     self.put(k, v);
                 }
+                Outcome::Ok
+            }
+            Command::Flush => {
+                // Earlier writes of this batch are gone too: the range delete covers the
+                // store, and these were never written to it.
+                self.overlay.clear();
+                self.flushed = true;
                 Outcome::Ok
             }
             Command::Del { keys } => {
@@ -441,6 +468,14 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn set_bytes(key: Bytes, v: &str) -> Command {
+        Command::Set {
+            key,
+            value: b(v),
+            cond: SetCond::Always,
+        }
     }
 
     fn set(k: &str, v: &str, cond: SetCond) -> Command {
@@ -557,6 +592,70 @@ mod tests {
         assert!(kv.apply(&second, false).unwrap().is_some());
         assert_eq!(kv.get(b"b").unwrap(), Some(b("2")));
         assert_eq!(kv.applied().unwrap().0, LogIndex(2));
+    }
+
+    /// FLUSHALL deletes every stored key and every earlier write of its own batch; writes
+    /// after it in the batch stay, and so does the result after a snapshot and a reopen.
+    #[test]
+    fn flush_deletes_every_key_before_it_and_none_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = KvStore::open(dir.path().join("a")).unwrap();
+        // An empty store flushes too.
+        kv.apply(&[entry(1, Command::Flush)], true).unwrap();
+        let pairs = (0..100).map(|i| (b(&format!("k{i}")), b("v"))).collect();
+        // The largest key possible sorts last: the range delete's end must still cover it.
+        let last = Bytes::from(vec![0xff; 300]);
+        kv.apply(
+            &[
+                entry(2, Command::MSet { pairs }),
+                entry(3, set_bytes(last.clone(), "v")),
+            ],
+            true,
+        )
+        .unwrap();
+        kv.sync().unwrap(); // some keys in SST files, some written after
+        let out = kv
+            .apply(
+                &[
+                    entry(4, set("in-batch", "x", SetCond::Always)),
+                    entry(5, Command::Flush),
+                    entry(6, set("k1", "x", SetCond::Nx)),
+                    entry(
+                        7,
+                        Command::IncrBy {
+                            key: b("k2"),
+                            delta: 1,
+                        },
+                    ),
+                ],
+                true,
+            )
+            .unwrap()
+            .unwrap();
+        let outcomes: Vec<Outcome> = out.into_iter().map(|(_, _, o)| o).collect();
+        // After the flush, k1 is absent (NX sets it) and k2 counts from 0.
+        assert_eq!(
+            outcomes,
+            [Outcome::Ok, Outcome::Ok, Outcome::Ok, Outcome::Integer(1)]
+        );
+        let check = |kv: &KvStore| {
+            assert_eq!(kv.count_keys().unwrap(), 2);
+            assert_eq!(kv.get(b"k1").unwrap(), Some(b("x")));
+            assert_eq!(kv.get(b"k2").unwrap(), Some(b("1")));
+            assert_eq!(kv.get(b"k7").unwrap(), None);
+            assert_eq!(kv.get(&last).unwrap(), None);
+            assert_eq!(kv.get(b"in-batch").unwrap(), None);
+        };
+        check(&kv);
+        let snap = dir.path().join("snap");
+        std::fs::create_dir(&snap).unwrap();
+        assert_eq!(kv.write_snapshot(&snap).unwrap().2, 2);
+        drop(kv);
+        let (kv, _) = KvStore::open(dir.path().join("a")).unwrap();
+        check(&kv);
+        let (other, _) = KvStore::open(dir.path().join("b")).unwrap();
+        other.install(&snap, LogIndex(7), Term(1)).unwrap();
+        check(&other);
     }
 
     #[test]

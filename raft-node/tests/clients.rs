@@ -50,6 +50,15 @@ fn redis_cli_round_trip() {
     assert_eq!(redis_cli(lp, &["INCR", "n"]), "1\n");
     assert_eq!(redis_cli(fp, &["INCR", "n"]), "2\n");
     assert_eq!(redis_cli(lp, &["GET", "missing"]), "\n");
+    // SETNX answers 1 or 0 (forwarded from the follower: the leader's outcome is mapped
+    // where the client is).
+    assert_eq!(redis_cli(fp, &["SETNX", "k", "other"]), "0\n");
+    assert_eq!(redis_cli(fp, &["SETNX", "fresh", "x"]), "1\n");
+    assert_eq!(redis_cli(lp, &["GET", "k"]), "v\n");
+    assert_eq!(redis_cli(fp, &["STRLEN", "k"]), "1\n");
+    assert_eq!(redis_cli(fp, &["STRLEN", "missing"]), "0\n");
+    assert_eq!(redis_cli(lp, &["TYPE", "k"]), "string\n");
+    assert_eq!(redis_cli(lp, &["TYPE", "missing"]), "none\n");
     let info = redis_cli(lp, &["RAFT.INFO"]);
     let fields = support::parse_info(&info);
     assert_eq!(fields["role"], "leader", "{info}");
@@ -72,6 +81,14 @@ fn redis_cli_round_trip() {
         err.contains("ERR wrong number of arguments for 'get' command"),
         "{err}"
     );
+    // FLUSHALL empties every node: reads are linearizable, so each sees it once answered.
+    assert_eq!(redis_cli(fp, &["FLUSHALL", "ASYNC"]), "OK\n");
+    for port in [lp, fp] {
+        assert_eq!(redis_cli(port, &["DBSIZE"]), "0\n");
+        assert_eq!(redis_cli(port, &["GET", "k"]), "\n");
+    }
+    let err = redis_cli(lp, &["FLUSHDB", "later"]);
+    assert!(err.contains("ERR syntax error"), "{err}");
 }
 
 fn redis_connection(c: &Cluster, id: u64) -> redis::Connection {
