@@ -65,6 +65,7 @@ const COMMANDS: &[(&str, i32)] = &[
     ("mget", -2),
     ("mset", -3),
     ("dbsize", 1),
+    ("keys", 2),
     ("strlen", 2),
     ("type", 2),
     ("setnx", 3),
@@ -154,7 +155,7 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
             Ok(cmd) => Step::Write(name, cmd),
             Err(e) => Step::Refused(name, e),
         },
-        "get" | "mget" | "exists" | "dbsize" | "strlen" | "type" => Step::Read(name, args),
+        "get" | "mget" | "exists" | "dbsize" | "strlen" | "type" | "keys" => Step::Read(name, args),
         _ => Step::Other(name, args),
     }
 }
@@ -411,8 +412,8 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
     })
 }
 
-/// A batch of reads that touches more keys than this, or holds a DBSIZE (a scan of every
-/// key), runs on a blocking thread: on the runtime it would hold up the driver and its
+/// A batch of reads that touches more keys than this, or holds a DBSIZE or KEYS (scans),
+/// runs on a blocking thread: on the runtime it would hold up the driver and its
 /// heartbeats. [`NodeHandle::heavy_reads`] bounds how many run at once.
 const HEAVY_READ_KEYS: usize = 64;
 /// The most bytes one MGET may answer: a small request naming a large value many times
@@ -451,7 +452,10 @@ async fn serve_reads(node: &NodeHandle, reads: Reads, budget: usize) -> Served {
         }
     };
     let keys: usize = reads.iter().map(|(_, args)| args.len() - 1).sum();
-    let heavy = keys > HEAVY_READ_KEYS || reads.iter().any(|(name, _)| *name == "dbsize");
+    let heavy = keys > HEAVY_READ_KEYS
+        || reads
+            .iter()
+            .any(|(name, _)| matches!(*name, "dbsize" | "keys"));
     if !heavy {
         return serve(node, reads);
     }
@@ -503,6 +507,7 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
             Reply::Integer(n)
         }
         "dbsize" => Reply::Integer(node.kv().count_keys().map_err(storage_error)? as i64),
+        "keys" => keys(node.kv(), &a[0], MAX_MGET_REPLY_BYTES)?,
         "strlen" => {
             let v = node.kv().get(&a[0]).map_err(storage_error)?;
             Reply::Integer(v.map_or(0, |v| v.len() as i64))
@@ -794,6 +799,29 @@ fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
     Ok(())
 }
 
+/// `KEYS pattern`: the matching keys in key order. Only the keys that start with the
+/// pattern's literal prefix are read. A reply past `max_bytes` is refused rather than built
+/// (Redis would build it; a narrower pattern or `DBSIZE` does instead).
+fn keys(kv: &crate::kv::KvStore, pattern: &[u8], max_bytes: usize) -> Result<Reply, Reply> {
+    let glob = crate::glob::Glob::new(pattern);
+    let mut found = Vec::new();
+    let mut bytes = 0usize;
+    kv.scan_keys(&glob.literal_prefix(), |k| {
+        if glob.matches(k) {
+            bytes += Reply::Bulk(Bytes::new()).approx_len() + k.len();
+            found.push(Reply::Bulk(Bytes::copy_from_slice(k)));
+        }
+        bytes <= max_bytes
+    })
+    .map_err(storage_error)?;
+    if bytes > max_bytes {
+        return Err(Reply::err(format!(
+            "reply too large (over {max_bytes} bytes): use a narrower pattern"
+        )));
+    }
+    Ok(Reply::Array(found))
+}
+
 fn get(node: &NodeHandle, key: &[u8]) -> Result<Reply, Reply> {
     Ok(match node.kv().get(key).map_err(storage_error)? {
         Some(v) => Reply::Bulk(v),
@@ -906,6 +934,40 @@ mod tests {
                 cond: SetCond::Nx
             })
         );
+    }
+
+    #[test]
+    fn keys_match_in_key_order_and_a_reply_too_large_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = crate::kv::KvStore::open(dir.path()).unwrap();
+        let pairs = ["a", "user:1", "user:2", "user:10", "userx", "z"]
+            .iter()
+            .map(|k| (Bytes::from(*k), Bytes::from("v")))
+            .collect();
+        let entry = raft_core::Entry::new(
+            raft_core::Term(1),
+            raft_core::LogIndex(1),
+            Command::MSet { pairs }.encode(),
+        );
+        kv.apply(&[entry], true).unwrap();
+        let bulk = |ks: &[&str]| {
+            Reply::Array(
+                ks.iter()
+                    .map(|k| Reply::Bulk(Bytes::from(k.to_string())))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            keys(&kv, b"user:*", 1 << 20),
+            Ok(bulk(&["user:1", "user:10", "user:2"]))
+        );
+        assert_eq!(keys(&kv, b"*1*", 1 << 20), Ok(bulk(&["user:1", "user:10"])));
+        assert_eq!(keys(&kv, b"nothing*", 1 << 20), Ok(bulk(&[])));
+        // Six keys of about 20 bytes each as replies: over 100 bytes, refused.
+        let Err(Reply::Error(e)) = keys(&kv, b"*", 100) else {
+            panic!("a reply over the limit is refused")
+        };
+        assert!(e.contains("reply too large"), "{e}");
     }
 
     #[test]

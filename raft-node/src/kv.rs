@@ -134,6 +134,27 @@ impl KvStore {
         Ok(n)
     }
 
+    /// Calls `visit` with each key that starts with `prefix`, in key order, until it
+    /// returns false.
+    pub fn scan_keys(
+        &self,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), KvError> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        let mut it = self.db.raw_iterator_cf_opt(&self.cf(CF_KV), opts);
+        it.seek(prefix);
+        while let Some(key) = it.key() {
+            if !key.starts_with(prefix) || !visit(key) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
     /// A key just above every stored key (the last one with a zero byte appended), as the
     /// exclusive end of a range that covers them all; none if the store is empty.
     fn past_last_key(&self) -> Result<Option<Vec<u8>>, KvError> {

@@ -39,6 +39,7 @@ mod driver;
 mod error;
 mod fault;
 mod forward;
+mod glob;
 mod handle;
 mod info;
 pub mod kv;

@@ -81,11 +81,16 @@ fn redis_cli_round_trip() {
         err.contains("ERR wrong number of arguments for 'get' command"),
         "{err}"
     );
+    // KEYS lists in key order, with Redis's glob patterns.
+    assert_eq!(redis_cli(fp, &["KEYS", "*"]), "fresh\nk\nn\nwarm\n");
+    assert_eq!(redis_cli(lp, &["KEYS", "[fk]*"]), "fresh\nk\n");
+    assert_eq!(redis_cli(lp, &["KEYS", "w?rm"]), "warm\n");
     // FLUSHALL empties every node: reads are linearizable, so each sees it once answered.
     assert_eq!(redis_cli(fp, &["FLUSHALL", "ASYNC"]), "OK\n");
     for port in [lp, fp] {
         assert_eq!(redis_cli(port, &["DBSIZE"]), "0\n");
         assert_eq!(redis_cli(port, &["GET", "k"]), "\n");
+        assert_eq!(redis_cli(port, &["KEYS", "*"]), "\n");
     }
     let err = redis_cli(lp, &["FLUSHDB", "later"]);
     assert!(err.contains("ERR syntax error"), "{err}");
