@@ -56,6 +56,7 @@ const COMMANDS: &[(&str, i32)] = &[
     ("get", 2),
     ("set", -3),
     ("del", -2),
+    ("unlink", -2),
     ("exists", -2),
     ("append", 3),
     ("incr", 2),
@@ -150,8 +151,8 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
         return Step::Refused(name, e);
     }
     match name {
-        "set" | "setnx" | "del" | "append" | "incr" | "decr" | "incrby" | "decrby" | "mset"
-        | "flushall" | "flushdb" => match parse_write(name, &args[1..], limits) {
+        "set" | "setnx" | "del" | "unlink" | "append" | "incr" | "decr" | "incrby" | "decrby"
+        | "mset" | "flushall" | "flushdb" => match parse_write(name, &args[1..], limits) {
             Ok(cmd) => Step::Write(name, cmd),
             Err(e) => Step::Refused(name, e),
         },
@@ -315,7 +316,7 @@ fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Rep
     let is_key = |i: usize| match name {
         "get" | "set" | "setnx" | "append" | "incr" | "decr" | "incrby" | "decrby" | "strlen"
         | "type" => i == 1,
-        "del" | "exists" | "mget" => i >= 1,
+        "del" | "unlink" | "exists" | "mget" => i >= 1,
         "mset" => i % 2 == 1,
         _ => false,
     };
@@ -374,7 +375,8 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
             }
             _ => return Err(Reply::err("syntax error")),
         },
-        "del" => Command::Del { keys: a.to_vec() },
+        // UNLINK frees the memory in the background in Redis; here both are one entry.
+        "del" | "unlink" => Command::Del { keys: a.to_vec() },
         "append" => Command::Append {
             key: a[0].clone(),
             value: a[1].clone(),

@@ -81,6 +81,8 @@ fn redis_cli_round_trip() {
         err.contains("ERR wrong number of arguments for 'get' command"),
         "{err}"
     );
+    assert_eq!(redis_cli(fp, &["SET", "gone", "1"]), "OK\n");
+    assert_eq!(redis_cli(fp, &["UNLINK", "gone", "missing"]), "1\n");
     // KEYS lists in key order, with Redis's glob patterns.
     assert_eq!(redis_cli(fp, &["KEYS", "*"]), "fresh\nk\nn\nwarm\n");
     assert_eq!(redis_cli(lp, &["KEYS", "[fk]*"]), "fresh\nk\n");
