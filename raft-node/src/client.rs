@@ -135,6 +135,8 @@ async fn connection(
         peer: peer.ip(),
         id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
         name: None,
+        protocol: Default::default(),
+        multi: None,
     };
     let max = settings.limits.max_request_bytes;
     let full = Limits {
@@ -185,8 +187,9 @@ async fn connection(
             let mut pipeline = Pipeline::new(&settings.limits, requests);
             let mut close = false;
             while !pipeline.is_empty() && !close {
-                for (reply, after) in execute_pipeline(&node, &mut session, &mut pipeline).await {
-                    reply.encode(&mut out);
+                let replies = execute_pipeline(&node, &mut session, &mut pipeline).await;
+                for (reply, after) in replies {
+                    reply.encode_as(session.protocol, &mut out);
                     close |= after == After::Close;
                 }
                 if !pipeline.is_empty() && !close {
@@ -201,7 +204,7 @@ async fn connection(
             }
         }
         if let Some(reply) = bad {
-            reply.encode(&mut out);
+            reply.encode_as(session.protocol, &mut out);
             wr.write_all(&out).await?;
             break;
         }

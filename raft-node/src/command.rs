@@ -59,6 +59,9 @@ pub enum Command {
     },
     /// `FLUSHALL` or `FLUSHDB`: every key is deleted.
     Flush,
+    /// `MULTI … EXEC`: the commands, applied in order as one entry, so that no other
+    /// command falls between them. Never nested.
+    Multi(Vec<Command>),
 }
 
 /// The answer to an applied command, sent back to the client (possibly over the forwarding
@@ -73,6 +76,8 @@ pub enum Outcome {
     Integer(i64),
     /// An error reply with Redis's text (e.g. `ERR value is not an integer or out of range`).
     Error(String),
+    /// The outcomes of a [`Command::Multi`]'s commands, in order (EXEC's array).
+    Multi(Vec<Outcome>),
 }
 
 /// An entry or forwarded frame that does not decode.
@@ -88,6 +93,7 @@ const MSET: u8 = 5;
 /// APPEND with the longest result allowed (tag 3 has none).
 const APPEND_MAX: u8 = 6;
 const FLUSH: u8 = 7;
+const MULTI: u8 = 8;
 
 impl Command {
     /// The bytes stored in the log entry.
@@ -140,6 +146,13 @@ impl Command {
                 }
             }
             Command::Flush => b.put_u8(FLUSH),
+            Command::Multi(cmds) => {
+                b.put_u8(MULTI);
+                b.put_u32_le(cmds.len() as u32);
+                for c in cmds {
+                    put_bytes(&mut b, &c.encode());
+                }
+            }
         }
         b.freeze()
     }
@@ -194,6 +207,16 @@ impl Command {
                 Command::MSet { pairs }
             }
             FLUSH => Command::Flush,
+            MULTI => {
+                let n = r.count()?;
+                let cmds = (0..n)
+                    .map(|_| match Command::decode(&r.bytes()?)? {
+                        Command::Multi(_) => Err(DecodeError("nested MULTI")),
+                        c => Ok(c),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Command::Multi(cmds)
+            }
             _ => return Err(DecodeError("unknown command tag")),
         };
         if r.pos != data.len() {
@@ -211,6 +234,7 @@ impl Command {
             Command::IncrBy { .. } => "incrby",
             Command::MSet { .. } => "mset",
             Command::Flush => "flushall",
+            Command::Multi(_) => "exec",
         }
     }
 }
@@ -219,6 +243,7 @@ const O_OK: u8 = 1;
 const O_NIL: u8 = 2;
 const O_INT: u8 = 3;
 const O_ERR: u8 = 4;
+const O_MULTI: u8 = 5;
 
 impl Outcome {
     /// Encoding for the forwarding stream.
@@ -234,6 +259,15 @@ impl Outcome {
                 b.put_u8(O_ERR);
                 put_bytes(b, e.as_bytes());
             }
+            Outcome::Multi(outcomes) => {
+                b.put_u8(O_MULTI);
+                b.put_u32_le(outcomes.len() as u32);
+                for o in outcomes {
+                    let mut inner = BytesMut::new();
+                    o.encode(&mut inner);
+                    put_bytes(b, &inner);
+                }
+            }
         }
     }
 
@@ -245,6 +279,16 @@ impl Outcome {
             O_NIL => Outcome::Nil,
             O_INT => Outcome::Integer(i64::from_le_bytes(r.array()?)),
             O_ERR => Outcome::Error(String::from_utf8_lossy(&r.bytes()?).into_owned()),
+            O_MULTI => {
+                let n = r.count()?;
+                let outcomes = (0..n)
+                    .map(|_| match Outcome::decode(&r.bytes()?)? {
+                        Outcome::Multi(_) => Err(DecodeError("nested outcomes")),
+                        o => Ok(o),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Outcome::Multi(outcomes)
+            }
             _ => return Err(DecodeError("unknown outcome tag")),
         };
         if r.pos != data.len() {
@@ -342,6 +386,15 @@ mod tests {
                 pairs: vec![(b("a"), b("1")), (b("b"), b("2"))],
             },
             Command::Flush,
+            Command::Multi(vec![]),
+            Command::Multi(vec![
+                Command::IncrBy {
+                    key: b("n"),
+                    delta: 1,
+                },
+                Command::Flush,
+                Command::Del { keys: vec![b("a")] },
+            ]),
         ];
         for c in cmds {
             assert_eq!(Command::decode(&c.encode()).unwrap(), c);
@@ -355,11 +408,30 @@ mod tests {
             Outcome::Nil,
             Outcome::Integer(-3),
             Outcome::Error("ERR x".into()),
+            Outcome::Multi(vec![]),
+            Outcome::Multi(vec![
+                Outcome::Ok,
+                Outcome::Nil,
+                Outcome::Error("ERR y".into()),
+            ]),
         ] {
             let mut buf = BytesMut::new();
             o.encode(&mut buf);
             assert_eq!(Outcome::decode(&buf.freeze()).unwrap(), o);
         }
+    }
+
+    /// A transaction never holds another: a nested one does not decode.
+    #[test]
+    fn nested_multi_is_refused() {
+        let nested = Command::Multi(vec![Command::Multi(vec![])]).encode();
+        assert_eq!(Command::decode(&nested), Err(DecodeError("nested MULTI")));
+        let mut buf = BytesMut::new();
+        Outcome::Multi(vec![Outcome::Multi(vec![])]).encode(&mut buf);
+        assert_eq!(
+            Outcome::decode(&buf.freeze()),
+            Err(DecodeError("nested outcomes"))
+        );
     }
 
     #[test]

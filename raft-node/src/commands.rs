@@ -13,7 +13,8 @@ use crate::command::{Command, Outcome, SetCond};
 use crate::error::RequestError;
 use crate::handle::NodeHandle;
 use crate::kv::parse_i64;
-use crate::resp::{Reply, Request};
+use crate::resp::{Protocol, Reply, Request};
+use crate::transaction::Route;
 
 /// Size limits checked per command (a violation is an error reply; the connection stays).
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +38,10 @@ pub struct Session {
     pub id: u64,
     /// The name set by `CLIENT SETNAME` or `HELLO … SETNAME`.
     pub name: Option<Bytes>,
+    /// The reply protocol, chosen with `HELLO`.
+    pub protocol: Protocol,
+    /// The writes queued since `MULTI`; none outside a transaction.
+    pub(crate) multi: Option<crate::transaction::Transaction>,
 }
 
 /// What the connection does after the reply.
@@ -74,6 +79,11 @@ const COMMANDS: &[(&str, i32)] = &[
     ("flushdb", -1),
     ("info", -1),
     ("quit", -1),
+    ("multi", 1),
+    ("exec", 1),
+    ("discard", 1),
+    ("watch", -2),
+    ("unwatch", 1),
     ("select", 2),
     ("command", -1),
     ("config", -1),
@@ -96,7 +106,7 @@ fn lookup(name: &[u8]) -> Option<(&'static str, i32)> {
 }
 
 /// One request, checked and sorted by how it must run.
-enum Step {
+pub(crate) enum Step {
     /// Answered already (an unknown command, a wrong number of arguments: Redis says so
     /// before it asks for a login).
     Done(Reply),
@@ -113,7 +123,7 @@ enum Step {
 
 impl Step {
     /// The command's name; none for a request already answered.
-    fn name(&self) -> Option<&'static str> {
+    pub(crate) fn name(&self) -> Option<&'static str> {
         match self {
             Step::Done(_) => None,
             Step::Refused(n, _) | Step::Write(n, _) | Step::Read(n, _) | Step::Other(n, _) => {
@@ -199,6 +209,12 @@ pub async fn execute_pipeline(
         let Some(step) = steps.pop_front() else {
             break;
         };
+        // A HELLO may change the protocol of the replies from its own on: the replies
+        // before it go out first, encoded as they were asked.
+        if matches!(step, Step::Other("hello", _)) && !out.is_empty() {
+            steps.push_front(step);
+            break;
+        }
         let allowed = |name: &'static str| Auth::check(session.identity.as_ref(), name).is_ok();
         let denied = step
             .name()
@@ -207,8 +223,26 @@ pub async fn execute_pipeline(
             metrics::counter!("raft_client_denied_total", "cmd" => name).increment(1);
             count(name, false);
             out.push((Reply::Error(denied.to_string()), After::Continue));
+            if let Some(tx) = &mut session.multi {
+                // Redis too discards a transaction whose command was refused.
+                tx.fail();
+            }
             continue;
         }
+        let step = match crate::transaction::route(node, &mut session.multi, step) {
+            Route::Run(step) => step,
+            Route::Reply(reply) => {
+                out.push((reply, After::Continue));
+                continue;
+            }
+            Route::Exec(tx) => {
+                let user = session.identity.as_ref().map_or("", |w| &*w.user);
+                let reply = crate::transaction::exec(node, user, tx).await;
+                count("exec", !matches!(reply, Reply::Error(_)));
+                out.push((reply, After::Continue));
+                continue;
+            }
+        };
         match step {
             Step::Done(reply) => out.push((reply, After::Continue)),
             Step::Refused(name, reply) => {
@@ -228,12 +262,7 @@ pub async fn execute_pipeline(
                 let user = session.identity.as_ref().map_or("", |w| &*w.user);
                 let results = node.write_batch(user, &cmds).await;
                 for (name, result) in names.iter().zip(results) {
-                    let reply = match (*name, result) {
-                        // SETNX answers as an integer where SET NX answers OK or nil.
-                        ("setnx", Ok(Outcome::Ok)) => Reply::Integer(1),
-                        ("setnx", Ok(Outcome::Nil)) => Reply::Integer(0),
-                        (_, result) => write_reply(result),
-                    };
+                    let reply = write_reply(name, result);
                     count(name, !matches!(reply, Reply::Error(_)));
                     out.push((reply, After::Continue));
                 }
@@ -537,8 +566,10 @@ async fn run(node: &NodeHandle, session: &mut Session, name: &str, a: &[Bytes]) 
             Some(_) => Reply::err("DB index is out of range"),
             None => Reply::err("value is not an integer or out of range"),
         },
-        // Clients probe these at connect; answer so they carry on.
-        "command" | "config" => Reply::Array(Vec::new()),
+        // Clients probe these at connect; answer so they carry on (CONFIG GET answers a
+        // map in RESP3).
+        "command" => Reply::Array(Vec::new()),
+        "config" => Reply::Map(Vec::new()),
         "client" => client(session, a),
         "hello" => hello(node, session, a).await,
         "auth" => match a {
@@ -674,17 +705,15 @@ async fn login(node: &NodeHandle, session: &mut Session, user: &[u8], password: 
 
 /// `HELLO [protover [AUTH user password] [SETNAME name]]`: only RESP2 is spoken.
 async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
-    if let Some(v) = a.first() {
-        match parse_i64(v) {
-            None => return Reply::err("Protocol version is not an integer or out of range"),
-            Some(2) => {}
-            Some(_) => {
-                return Reply::Error(
-                    "NOPROTO sorry, this protocol version is not supported".into(),
-                );
-            }
+    let proto = match a.first().map(|v| parse_i64(v)) {
+        None => session.protocol,
+        Some(None) => return Reply::err("Protocol version is not an integer or out of range"),
+        Some(Some(2)) => Protocol::Resp2,
+        Some(Some(3)) => Protocol::Resp3,
+        Some(Some(_)) => {
+            return Reply::Error("NOPROTO sorry, this protocol version is not supported".into());
         }
-    }
+    };
     let mut opts = a.iter().skip(1);
     let mut auth = None;
     let mut setname = None;
@@ -725,22 +754,22 @@ async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
         Role::Leader => "master",
         _ => "replica",
     };
+    // As in Redis, the protocol changes only when HELLO succeeds, and its own reply is the
+    // first in the new one.
+    session.protocol = proto;
     let s = |t: &str| Reply::Bulk(Bytes::copy_from_slice(t.as_bytes()));
-    Reply::Array(vec![
-        s("server"),
-        s("raft-node"),
-        s("version"),
-        s(env!("CARGO_PKG_VERSION")),
-        s("proto"),
-        Reply::Integer(2),
-        s("id"),
-        Reply::Integer(session.id as i64),
-        s("mode"),
-        s("standalone"),
-        s("role"),
-        s(role),
-        s("modules"),
-        Reply::Array(Vec::new()),
+    let version = match proto {
+        Protocol::Resp2 => 2,
+        Protocol::Resp3 => 3,
+    };
+    Reply::Map(vec![
+        (s("server"), s("raft-node")),
+        (s("version"), s(env!("CARGO_PKG_VERSION"))),
+        (s("proto"), Reply::Integer(version)),
+        (s("id"), Reply::Integer(session.id as i64)),
+        (s("mode"), s("standalone")),
+        (s("role"), s(role)),
+        (s("modules"), Reply::Array(Vec::new())),
     ])
 }
 
@@ -831,12 +860,26 @@ fn get(node: &NodeHandle, key: &[u8]) -> Result<Reply, Reply> {
     })
 }
 
-fn write_reply(result: Result<Outcome, RequestError>) -> Reply {
+/// The reply to the outcome of a write named `name`, of the type Redis answers it with.
+pub(crate) fn outcome_reply(name: &str, outcome: Outcome) -> Reply {
+    match (name, outcome) {
+        // SETNX answers as an integer where SET NX answers OK or nil.
+        ("setnx", Outcome::Ok) => Reply::Integer(1),
+        ("setnx", Outcome::Nil) => Reply::Integer(0),
+        (_, Outcome::Ok) => Reply::ok(),
+        (_, Outcome::Nil) => Reply::Nil,
+        (_, Outcome::Integer(i)) => Reply::Integer(i),
+        (_, Outcome::Error(e)) => Reply::Error(e),
+        // EXEC's; `transaction::exec` answers it with its commands' names.
+        (_, Outcome::Multi(outcomes)) => {
+            Reply::Array(outcomes.into_iter().map(|o| outcome_reply("", o)).collect())
+        }
+    }
+}
+
+fn write_reply(name: &str, result: Result<Outcome, RequestError>) -> Reply {
     match result {
-        Ok(Outcome::Ok) => Reply::ok(),
-        Ok(Outcome::Nil) => Reply::Nil,
-        Ok(Outcome::Integer(i)) => Reply::Integer(i),
-        Ok(Outcome::Error(e)) => Reply::Error(e),
+        Ok(outcome) => outcome_reply(name, outcome),
         Err(e) => request_error(e),
     }
 }
@@ -873,6 +916,8 @@ mod tests {
             peer: "127.0.0.1".parse().unwrap(),
             id: 7,
             name: None,
+            protocol: Protocol::Resp2,
+            multi: None,
         };
         let mut client = |v: &[&str]| client(&mut s, &args(v));
         assert_eq!(client(&["ID"]), Reply::Integer(7));

@@ -108,7 +108,7 @@ impl NodeHandle {
 
     /// The largest command, encoded, that may become a log entry: an AppendEntries carrying
     /// it alone must fit in one transport frame.
-    fn max_entry_bytes(&self) -> usize {
+    pub(crate) fn max_entry_bytes(&self) -> usize {
         self.transport
             .max_frame_bytes()
             .saturating_sub(ENTRY_ENVELOPE)

@@ -383,6 +383,13 @@ impl Tx<'_> {
                 }
                 Outcome::Ok
             }
+            // One entry: nothing else can fall between its commands. A command's error
+            // (INCR of a non-integer) is its outcome, and the rest still run, as in Redis.
+            Command::Multi(cmds) => Outcome::Multi(
+                cmds.into_iter()
+                    .map(|c| self.run(c))
+                    .collect::<Result<_, _>>()?,
+            ),
             Command::Flush => {
                 // Earlier writes of this batch are gone too: the range delete covers the
                 // store, and these were never written to it.
@@ -613,6 +620,46 @@ mod tests {
         assert!(kv.apply(&second, false).unwrap().is_some());
         assert_eq!(kv.get(b"b").unwrap(), Some(b("2")));
         assert_eq!(kv.applied().unwrap().0, LogIndex(2));
+    }
+
+    /// A transaction is one entry: its commands run in order, each sees the ones before it,
+    /// and a command's error is its outcome while the rest still run (as in Redis).
+    #[test]
+    fn a_transaction_applies_its_commands_in_order_as_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kv, _) = KvStore::open(dir.path()).unwrap();
+        let tx = Command::Multi(vec![
+            set("a", "1", SetCond::Always),
+            Command::IncrBy {
+                key: b("a"),
+                delta: 1,
+            },
+            set("s", "text", SetCond::Always),
+            Command::IncrBy {
+                key: b("s"),
+                delta: 1,
+            },
+            set("a", "x", SetCond::Nx),
+            Command::Del {
+                keys: vec![b("s"), b("missing")],
+            },
+        ]);
+        let out = kv.apply(&[entry(1, tx)], true).unwrap().unwrap();
+        assert_eq!(out.len(), 1, "one entry, one outcome");
+        assert_eq!(
+            out[0].2,
+            Outcome::Multi(vec![
+                Outcome::Ok,
+                Outcome::Integer(2),
+                Outcome::Ok,
+                Outcome::Error("ERR value is not an integer or out of range".into()),
+                Outcome::Nil,
+                Outcome::Integer(1),
+            ])
+        );
+        assert_eq!(kv.get(b"a").unwrap(), Some(b("2")));
+        assert_eq!(kv.get(b"s").unwrap(), None);
+        assert_eq!(kv.applied().unwrap().0, LogIndex(1));
     }
 
     /// FLUSHALL deletes every stored key and every earlier write of its own batch; writes

@@ -49,6 +49,7 @@ mod node;
 pub mod resp;
 mod snapshot;
 mod tls;
+mod transaction;
 
 pub use config::{NodeConfig, ReadMode, parse_peers};
 pub use driver::RoleInfo;

@@ -491,7 +491,19 @@ fn split_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
     }
 }
 
-/// A RESP2 reply.
+/// The reply protocol a connection speaks, chosen with `HELLO 2|3`. The types of RESP2
+/// are RESP3's too; what differs is the null (`_`) and maps (`%`), which RESP2 sends as
+/// `$-1`/`*-1` and as flat arrays of pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// RESP2, every connection's protocol until `HELLO 3`.
+    #[default]
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+/// A reply, encoded for either protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `+OK`
@@ -509,6 +521,8 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// `*-1`, e.g. an aborted `EXEC`.
     NilArray,
+    /// Key-value pairs: `%n` in RESP3, a flat array of `2n` elements in RESP2.
+    Map(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
@@ -520,6 +534,13 @@ impl Reply {
             Reply::Bulk(b) => HEADER + b.len(),
             Reply::Array(items) => {
                 HEADER + items.iter().map(|r| r.approx_len() + HEADER).sum::<usize>()
+            }
+            Reply::Map(pairs) => {
+                HEADER
+                    + pairs
+                        .iter()
+                        .map(|(k, v)| k.approx_len() + v.approx_len() + 2 * HEADER)
+                        .sum::<usize>()
             }
             Reply::Integer(_) | Reply::Nil | Reply::NilArray => HEADER + 8,
         }
@@ -537,7 +558,14 @@ impl Reply {
 
     /// Appends the wire form. Line breaks inside simple strings and errors
     /// become spaces (as Redis does) so the reply cannot break framing.
+    /// RESP2 (see [`Reply::encode_as`]).
     pub fn encode(&self, out: &mut BytesMut) {
+        self.encode_as(Protocol::Resp2, out);
+    }
+
+    /// Appends the wire form in `proto`. Line breaks inside simple strings and errors
+    /// become spaces (as Redis does) so the reply cannot break framing.
+    pub fn encode_as(&self, proto: Protocol, out: &mut BytesMut) {
         match self {
             Reply::Simple(text) => put_line(out, b'+', text),
             Reply::Error(text) => put_line(out, b'-', text),
@@ -547,14 +575,25 @@ impl Reply {
                 out.put_slice(b"\r\n");
             }
             Reply::Bulk(data) => put_bulk(out, data),
+            Reply::Nil | Reply::NilArray if proto == Protocol::Resp3 => out.put_slice(b"_\r\n"),
             Reply::Nil => out.put_slice(b"$-1\r\n"),
+            Reply::NilArray => out.put_slice(b"*-1\r\n"),
             Reply::Array(items) => {
                 put_header(out, b'*', items.len());
                 for item in items {
-                    item.encode(out);
+                    item.encode_as(proto, out);
                 }
             }
-            Reply::NilArray => out.put_slice(b"*-1\r\n"),
+            Reply::Map(pairs) => {
+                match proto {
+                    Protocol::Resp2 => put_header(out, b'*', 2 * pairs.len()),
+                    Protocol::Resp3 => put_header(out, b'%', pairs.len()),
+                }
+                for (k, v) in pairs {
+                    k.encode_as(proto, out);
+                    v.encode_as(proto, out);
+                }
+            }
         }
     }
 }
@@ -616,7 +655,9 @@ pub fn encode_request(args: &[&[u8]], out: &mut BytesMut) {
 /// length, not scanned).
 pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
     // Explicit stack instead of recursion: deep nesting cannot overflow.
-    let mut open: Vec<(Vec<Reply>, usize)> = Vec::new();
+    // Each open aggregate: the elements so far, how many are still to come, and whether it
+    // is a map (its elements then pair up).
+    let mut open: Vec<(Vec<Reply>, usize, bool)> = Vec::new();
     let mut pos = 0;
     loop {
         let Some(&kind) = buf.get(pos) else {
@@ -666,7 +707,20 @@ pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
                 Some(n) if n > 0 => {
                     let n =
                         usize::try_from(n).map_err(|_| ProtocolError::InvalidMultibulkLength)?;
-                    open.push((Vec::with_capacity(n.min(MAX_ARGS_PREALLOC)), n));
+                    open.push((Vec::with_capacity(n.min(MAX_ARGS_PREALLOC)), n, false));
+                    continue;
+                }
+                _ => return Err(ProtocolError::InvalidMultibulkLength),
+            },
+            b'_' if line.is_empty() => Reply::Nil,
+            b'%' => match parse_strict_int(line) {
+                Some(0) => Reply::Map(Vec::new()),
+                Some(n) if n > 0 => {
+                    let n = usize::try_from(n)
+                        .ok()
+                        .and_then(|n| n.checked_mul(2))
+                        .ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    open.push((Vec::with_capacity(n.min(MAX_ARGS_PREALLOC)), n, true));
                     continue;
                 }
                 _ => return Err(ProtocolError::InvalidMultibulkLength),
@@ -676,16 +730,21 @@ pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
         // Attach the finished value to its enclosing arrays, closing every
         // array that it completes.
         loop {
-            let Some((mut items, remaining)) = open.pop() else {
+            let Some((mut items, remaining, map)) = open.pop() else {
                 buf.advance(pos);
                 return Ok(Some(value));
             };
             items.push(value);
             if remaining > 1 {
-                open.push((items, remaining - 1));
+                open.push((items, remaining - 1, map));
                 break;
             }
-            value = Reply::Array(items);
+            value = if map {
+                let mut it = items.into_iter();
+                Reply::Map(std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect())
+            } else {
+                Reply::Array(items)
+            };
         }
     }
 }
@@ -1191,6 +1250,38 @@ mod tests {
                 assert_eq!(partial.len(), cut);
             }
         }
+    }
+
+    /// RESP3 differs from RESP2 only in the null and in maps, and parses back alike.
+    #[test]
+    fn resp3_null_and_maps() {
+        let map = Reply::Map(vec![
+            (Reply::Bulk("proto".into()), Reply::Integer(3)),
+            (Reply::Bulk("gone".into()), Reply::Nil),
+        ]);
+        let cases: &[(&Reply, &[u8], &[u8])] = &[
+            (&Reply::Nil, b"$-1\r\n", b"_\r\n"),
+            (&Reply::NilArray, b"*-1\r\n", b"_\r\n"),
+            (
+                &map,
+                b"*4\r\n$5\r\nproto\r\n:3\r\n$4\r\ngone\r\n$-1\r\n",
+                b"%2\r\n$5\r\nproto\r\n:3\r\n$4\r\ngone\r\n_\r\n",
+            ),
+            (&Reply::Map(vec![]), b"*0\r\n", b"%0\r\n"),
+            (&Reply::Integer(1), b":1\r\n", b":1\r\n"),
+        ];
+        for (reply, resp2, resp3) in cases {
+            let mut two = BytesMut::new();
+            reply.encode_as(Protocol::Resp2, &mut two);
+            assert_eq!(&two[..], *resp2, "{reply:?}");
+            let mut three = BytesMut::new();
+            reply.encode_as(Protocol::Resp3, &mut three);
+            assert_eq!(&three[..], *resp3, "{reply:?}");
+        }
+        let mut buf = BytesMut::from(&b"%2\r\n$5\r\nproto\r\n:3\r\n$4\r\ngone\r\n_\r\n_\r\n"[..]);
+        assert_eq!(parse_reply(&mut buf), Ok(Some(map)));
+        assert_eq!(parse_reply(&mut buf), Ok(Some(Reply::Nil)));
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -152,6 +152,182 @@ fn redis_crate_pipelining() {
     }
 }
 
+/// Sends `requests` in one write and returns the replies' bytes, one per request.
+fn pipeline_raw(con: &mut Client, requests: &[&[&str]]) -> Vec<String> {
+    let mut wire = bytes::BytesMut::new();
+    for req in requests {
+        let args: Vec<&[u8]> = req.iter().map(|a| a.as_bytes()).collect();
+        raft_node::resp::encode_request(&args, &mut wire);
+    }
+    con.send_raw(&wire).unwrap();
+    (0..requests.len())
+        .map(|_| String::from_utf8(con.read_reply_raw().expect("a reply").1).unwrap())
+        .collect()
+}
+
+/// MULTI … EXEC replicates the queued writes as one entry and answers with their replies
+/// (via a follower, which forwards the whole transaction). A command that cannot be queued
+/// (a read, an unknown command) discards the transaction at EXEC: none of it is applied.
+#[test]
+fn multi_exec_applies_queued_writes_together_or_not_at_all() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    c.client(follower)
+        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+    let mut con = Client::connect(c.node(follower).client_port);
+    let replies = pipeline_raw(
+        &mut con,
+        &[
+            &["MULTI"],
+            &["SET", "t", "1"],
+            &["INCR", "t"],
+            &["SETNX", "t", "x"],
+            &["EXEC"],
+            &["EXEC"],
+            &["DISCARD"],
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "*3\r\n+OK\r\n:2\r\n:0\r\n",
+            "-ERR EXEC without MULTI\r\n",
+            "-ERR DISCARD without MULTI\r\n",
+        ]
+    );
+    let abort = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+    let replies = pipeline_raw(
+        &mut con,
+        &[
+            &["MULTI"],
+            &["INCR", "t"],
+            &["GET", "t"],
+            &["EXEC"],
+            &["MULTI"],
+            &["INCR", "t"],
+            &["NOSUCH"],
+            &["EXEC"],
+            &["MULTI"],
+            &["MULTI"],
+            &["INCR", "t"],
+            &["DISCARD"],
+            &["WATCH", "t"],
+            &["UNWATCH"],
+            &["GET", "t"],
+        ],
+    );
+    assert_eq!(
+        replies[2],
+        "-ERR 'get' cannot be queued: a transaction here holds only writes\r\n"
+    );
+    assert_eq!(replies[3], abort);
+    assert!(
+        replies[6].starts_with("-ERR unknown command 'NOSUCH'"),
+        "{}",
+        replies[6]
+    );
+    assert_eq!(replies[7], abort);
+    assert_eq!(replies[9], "-ERR MULTI calls can not be nested\r\n");
+    assert_eq!(replies[11], "+OK\r\n");
+    assert!(
+        replies[12].starts_with("-ERR WATCH is not supported"),
+        "{}",
+        replies[12]
+    );
+    assert_eq!(replies[13], "+OK\r\n");
+    // The first transaction left t at 2; the next two were discarded at EXEC and the third
+    // by DISCARD: none of their INCRs was applied.
+    assert_eq!(replies[14], "$1\r\n2\r\n");
+
+    // The redis crate's atomic pipeline, via the leader and the follower.
+    for id in [leader, follower] {
+        let mut con = redis_connection(&c, id);
+        let (set, n): (String, i64) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(format!("atomic-{id}"))
+            .arg(10)
+            .cmd("INCRBY")
+            .arg(format!("atomic-{id}"))
+            .arg(5)
+            .query(&mut con)
+            .expect("MULTI/EXEC via the redis crate");
+        assert_eq!((set.as_str(), n), ("OK", 15), "node {id}");
+    }
+}
+
+/// `HELLO 3` switches a connection to RESP3 from its own reply on (a map), after which a
+/// missing value is `_`; `HELLO 2` switches back. Replies before a HELLO in the same
+/// pipeline keep the protocol they were asked in. The `redis` crate speaks RESP3 to leader
+/// and follower.
+#[test]
+fn resp3_after_hello_3() {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    c.client(follower).cmd_retry(&["SET", "a", "1"], CONVERGE);
+
+    let mut con = Client::connect(c.node(follower).client_port);
+    let mut pipeline = bytes::BytesMut::new();
+    for req in [
+        &["GET", "missing"][..],
+        &["HELLO", "3"],
+        &["GET", "missing"],
+        &["MGET", "a", "missing"],
+        &["CLIENT", "GETNAME"],
+        &["HELLO", "2"],
+        &["GET", "missing"],
+        &["HELLO", "4"],
+    ] {
+        let args: Vec<&[u8]> = req.iter().map(|a| a.as_bytes()).collect();
+        raft_node::resp::encode_request(&args, &mut pipeline);
+    }
+    con.send_raw(&pipeline).unwrap();
+    let mut raw = || con.read_reply_raw().expect("a reply").1;
+    assert_eq!(raw(), b"$-1\r\n");
+    let hello3 = raw();
+    assert!(hello3.starts_with(b"%7\r\n$6\r\nserver\r\n"), "{hello3:?}");
+    let proto3 = b"$5\r\nproto\r\n:3\r\n";
+    assert!(
+        hello3.windows(proto3.len()).any(|w| w == proto3),
+        "{hello3:?}"
+    );
+    assert_eq!(raw(), b"_\r\n");
+    assert_eq!(raw(), b"*2\r\n$1\r\n1\r\n_\r\n");
+    assert_eq!(raw(), b"_\r\n");
+    assert!(raw().starts_with(b"*14\r\n$6\r\nserver\r\n"));
+    assert_eq!(raw(), b"$-1\r\n");
+    assert_eq!(
+        raw(),
+        b"-NOPROTO sorry, this protocol version is not supported\r\n"
+    );
+
+    // A client library that asks for RESP3 (as redis-py 8 does by default).
+    for id in [leader, follower] {
+        let url = format!(
+            "redis://127.0.0.1:{}/?protocol=resp3",
+            c.node(id).client_port
+        );
+        let client = redis::Client::open(url).expect("redis client");
+        let mut con = client.get_connection().expect("a RESP3 connection");
+        let mut p = redis::pipe();
+        p.cmd("SET").arg(format!("r3-{id}")).arg("v");
+        p.cmd("GET").arg(format!("r3-{id}"));
+        p.cmd("GET").arg("missing");
+        p.cmd("MGET").arg("a").arg("missing");
+        let (set, got, missing, many): (String, String, Option<String>, Vec<Option<String>>) =
+            p.query(&mut con).expect("a RESP3 pipeline");
+        assert_eq!((set.as_str(), got.as_str()), ("OK", "v"), "node {id}");
+        assert_eq!(missing, None, "node {id}");
+        assert_eq!(many, [Some("1".to_string()), None], "node {id}");
+    }
+}
+
 /// Redis runs a connection's commands one after the other, so a pipeline behaves like the
 /// same commands sent one at a time. Here the requests of one connection run concurrently
 /// (up to 1024 at once): writes can be proposed out of request order, and a read's

@@ -631,23 +631,34 @@ impl Client {
     /// Reads one reply.
     pub fn read_reply(&mut self) -> std::io::Result<Reply> {
         loop {
-            match parse_reply(&mut self.buf) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        e.to_string(),
-                    ));
-                }
+            if let Some(r) = parse_reply(&mut self.buf).map_err(invalid)? {
+                return Ok(r);
             }
-            let mut chunk = [0u8; 64 << 10];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.fill()?;
         }
+    }
+
+    /// Reads one reply and returns it with its bytes as they came (to tell RESP2's `$-1` from
+    /// RESP3's `_`, which parse alike). Copies the buffer per try: for small replies.
+    pub fn read_reply_raw(&mut self) -> std::io::Result<(Reply, Vec<u8>)> {
+        loop {
+            let wire = self.buf.clone();
+            if let Some(r) = parse_reply(&mut self.buf).map_err(invalid)? {
+                return Ok((r, wire[..wire.len() - self.buf.len()].to_vec()));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads what has arrived (at least one byte) into the buffer.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 64 << 10];
+        let n = self.stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 
     /// Reads until EOF; returns what arrived (after any buffered reply bytes).
@@ -699,4 +710,8 @@ pub fn ok() -> Reply {
 /// A bulk reply holding `s`.
 pub fn bulk(s: &str) -> Reply {
     Reply::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
