@@ -33,6 +33,16 @@ fn others(c: &Cluster, leader: u64) -> Vec<u64> {
     c.live_ids().into_iter().filter(|&i| i != leader).collect()
 }
 
+/// A 3-node cluster, its leader and one follower, after a write (`key` = "1") through the
+/// follower has committed: from then on a write needs no retries.
+fn warm_cluster(key: &str) -> (Cluster, u64, u64) {
+    let c = Cluster::start(3);
+    let leader = c.leader();
+    let follower = others(&c, leader)[0];
+    c.client(follower).cmd_retry(&["SET", key, "1"], CONVERGE);
+    (c, leader, follower)
+}
+
 #[test]
 fn redis_cli_round_trip() {
     let c = Cluster::start(3);
@@ -109,11 +119,7 @@ fn redis_connection(c: &Cluster, id: u64) -> redis::Connection {
 
 #[test]
 fn redis_crate_pipelining() {
-    let c = Cluster::start(3);
-    let leader = c.leader();
-    let follower = others(&c, leader)[0];
-    c.client(follower)
-        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+    let (c, leader, follower) = warm_cluster("warm");
 
     for (what, id) in [("leader", leader), ("follower", follower)] {
         let mut con = redis_connection(&c, id);
@@ -170,11 +176,7 @@ fn pipeline_raw(con: &mut Client, requests: &[&[&str]]) -> Vec<String> {
 /// (a read, an unknown command) discards the transaction at EXEC: none of it is applied.
 #[test]
 fn multi_exec_applies_queued_writes_together_or_not_at_all() {
-    let c = Cluster::start(3);
-    let leader = c.leader();
-    let follower = others(&c, leader)[0];
-    c.client(follower)
-        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+    let (c, leader, follower) = warm_cluster("warm");
     let mut con = Client::connect(c.node(follower).client_port);
     let replies = pipeline_raw(
         &mut con,
@@ -267,10 +269,7 @@ fn multi_exec_applies_queued_writes_together_or_not_at_all() {
 /// and follower.
 #[test]
 fn resp3_after_hello_3() {
-    let c = Cluster::start(3);
-    let leader = c.leader();
-    let follower = others(&c, leader)[0];
-    c.client(follower).cmd_retry(&["SET", "a", "1"], CONVERGE);
+    let (c, leader, follower) = warm_cluster("a");
 
     let mut con = Client::connect(c.node(follower).client_port);
     let mut pipeline = bytes::BytesMut::new();
@@ -334,11 +333,7 @@ fn resp3_after_hello_3() {
 /// ReadIndex can be taken before the write ahead of it is even proposed.
 #[test]
 fn pipelined_commands_run_in_request_order() {
-    let c = Cluster::start(3);
-    let leader = c.leader();
-    let follower = others(&c, leader)[0];
-    c.client(follower)
-        .cmd_retry(&["SET", "warm", "1"], CONVERGE);
+    let (c, leader, follower) = warm_cluster("warm");
     let mut failures = Vec::new();
     for (what, id) in [("leader", leader), ("follower", follower)] {
         let mut con = redis_connection(&c, id);
