@@ -72,6 +72,13 @@ const COMMANDS: &[(&str, i32)] = &[
     ("mset", -3),
     ("dbsize", 1),
     ("keys", 2),
+    ("scan", -2),
+    ("ttl", 2),
+    ("pttl", 2),
+    ("expiretime", 2),
+    ("pexpiretime", 2),
+    ("persist", 2),
+    ("touch", -2),
     ("strlen", 2),
     ("type", 2),
     ("setnx", 3),
@@ -166,7 +173,8 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
             Ok(cmd) => Step::Write(name, cmd),
             Err(e) => Step::Refused(name, e),
         },
-        "get" | "mget" | "exists" | "dbsize" | "strlen" | "type" | "keys" => Step::Read(name, args),
+        "get" | "mget" | "exists" | "touch" | "dbsize" | "strlen" | "type" | "keys" | "scan"
+        | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => Step::Read(name, args),
         _ => Step::Other(name, args),
     }
 }
@@ -344,8 +352,8 @@ fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Rep
     // Keys are the arguments at these positions; the rest are values.
     let is_key = |i: usize| match name {
         "get" | "set" | "setnx" | "append" | "incr" | "decr" | "incrby" | "decrby" | "strlen"
-        | "type" => i == 1,
-        "del" | "unlink" | "exists" | "mget" => i >= 1,
+        | "type" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => i == 1,
+        "del" | "unlink" | "exists" | "touch" | "mget" => i >= 1,
         "mset" => i % 2 == 1,
         _ => false,
     };
@@ -486,7 +494,7 @@ async fn serve_reads(node: &NodeHandle, reads: Reads, budget: usize) -> Served {
     let heavy = keys > HEAVY_READ_KEYS
         || reads
             .iter()
-            .any(|(name, _)| matches!(*name, "dbsize" | "keys"));
+            .any(|(name, _)| matches!(*name, "dbsize" | "keys" | "scan"));
     if !heavy {
         return serve(node, reads);
     }
@@ -528,7 +536,7 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
             }
             Reply::Array(values)
         }
-        "exists" => {
+        "exists" | "touch" => {
             let mut n = 0;
             for k in a {
                 if node.kv().get(k).map_err(storage_error)?.is_some() {
@@ -539,6 +547,16 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
         }
         "dbsize" => Reply::Integer(node.kv().count_keys().map_err(storage_error)? as i64),
         "keys" => keys(node.kv(), &a[0], MAX_MGET_REPLY_BYTES)?,
+        "scan" => crate::scan::page(node.kv(), &node.scans, crate::scan::parse(a)?)?,
+        // Keys never expire here: -1 for a key (no expiry), -2 for none, as Redis answers.
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" => {
+            match node.kv().get(&a[0]).map_err(storage_error)? {
+                Some(_) => Reply::Integer(-1),
+                None => Reply::Integer(-2),
+            }
+        }
+        // No key has an expiry to remove.
+        "persist" => Reply::Integer(0),
         "strlen" => {
             let v = node.kv().get(&a[0]).map_err(storage_error)?;
             Reply::Integer(v.map_or(0, |v| v.len() as i64))

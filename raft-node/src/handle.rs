@@ -46,6 +46,8 @@ pub struct NodeHandle {
     /// Read batches served on blocking threads (long MGETs, DBSIZE) at once: one per core,
     /// so clients cannot take every core from the runtime.
     pub(crate) heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// The SCAN cursors this node has issued.
+    pub(crate) scans: Arc<crate::scan::Cursors>,
 }
 
 impl NodeHandle {

@@ -139,12 +139,22 @@ impl KvStore {
     pub fn scan_keys(
         &self,
         prefix: &[u8],
+        visit: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), KvError> {
+        self.scan_keys_from(prefix, prefix, visit)
+    }
+
+    /// [`KvStore::scan_keys`] from the first key at or after `from`.
+    pub fn scan_keys_from(
+        &self,
+        from: &[u8],
+        prefix: &[u8],
         mut visit: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), KvError> {
         let mut opts = rocksdb::ReadOptions::default();
         opts.fill_cache(false);
         let mut it = self.db.raw_iterator_cf_opt(&self.cf(CF_KV), opts);
-        it.seek(prefix);
+        it.seek(from.max(prefix));
         while let Some(key) = it.key() {
             if !key.starts_with(prefix) || !visit(key) {
                 break;

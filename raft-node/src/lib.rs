@@ -47,6 +47,7 @@ mod members;
 pub mod metrics;
 mod node;
 pub mod resp;
+mod scan;
 mod snapshot;
 mod tls;
 mod transaction;

@@ -247,6 +247,7 @@ impl Node {
             heavy_reads: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
+            scans: Arc::default(),
         };
         let driver = Driver {
             members: members_tx,

@@ -97,6 +97,23 @@ fn redis_cli_round_trip() {
     assert_eq!(redis_cli(fp, &["KEYS", "*"]), "fresh\nk\nn\nwarm\n");
     assert_eq!(redis_cli(lp, &["KEYS", "[fk]*"]), "fresh\nk\n");
     assert_eq!(redis_cli(lp, &["KEYS", "w?rm"]), "warm\n");
+    // SCAN pages through them, one key a page, until the cursor is 0 again.
+    let (mut cursor, mut scanned) = ("0".to_string(), Vec::new());
+    loop {
+        let page = redis_cli(fp, &["SCAN", &cursor, "COUNT", "1"]);
+        let mut lines = page.lines().map(String::from);
+        cursor = lines.next().expect("a cursor");
+        scanned.extend(lines.filter(|l| !l.is_empty()));
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(scanned, ["fresh", "k", "n", "warm"]);
+    // redis-cli --scan follows the cursor itself.
+    assert_eq!(redis_cli(lp, &["--scan", "--pattern", "w*"]), "warm\n");
+    // No key expires: TTL says so.
+    assert_eq!(redis_cli(lp, &["TTL", "k"]), "-1\n");
+    assert_eq!(redis_cli(fp, &["PTTL", "missing"]), "-2\n");
     // FLUSHALL empties every node: reads are linearizable, so each sees it once answered.
     assert_eq!(redis_cli(fp, &["FLUSHALL", "ASYNC"]), "OK\n");
     for port in [lp, fp] {
