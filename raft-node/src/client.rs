@@ -1,9 +1,9 @@
-//! The client port: RESP2 over TCP, pipelined. A connection takes every request that has
-//! arrived (up to [`MAX_BATCH`], and about `max_request_bytes` of them) and runs them in
-//! order, as Redis does: consecutive writes go to the leader as one ordered batch,
-//! consecutive reads share one read barrier, and the replies go out together, a few
-//! megabytes at a time (see [`crate::commands::execute_pipeline`]). The same port logic
-//! serves plain TCP and TLS.
+//! The client port: RESP2 (RESP3 after `HELLO 3`) over TCP, pipelined. A connection takes
+//! every request that has arrived (up to [`MAX_BATCH`], and about `max_request_bytes` of
+//! them) and runs them in order, as Redis does: consecutive writes go to the leader as one
+//! ordered batch, consecutive reads share one read barrier, and the replies go out
+//! together, a few megabytes at a time (see [`crate::commands::execute_pipeline`]). The
+//! same port logic serves plain TCP and TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

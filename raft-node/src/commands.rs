@@ -451,7 +451,7 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
     })
 }
 
-/// A batch of reads that touches more keys than this, or holds a DBSIZE or KEYS (scans),
+/// A batch of reads that touches more keys than this, or holds a DBSIZE, KEYS or SCAN,
 /// runs on a blocking thread: on the runtime it would hold up the driver and its
 /// heartbeats. [`NodeHandle::heavy_reads`] bounds how many run at once.
 const HEAVY_READ_KEYS: usize = 64;
@@ -721,7 +721,7 @@ async fn login(node: &NodeHandle, session: &mut Session, user: &[u8], password: 
     }
 }
 
-/// `HELLO [protover [AUTH user password] [SETNAME name]]`: only RESP2 is spoken.
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`: RESP2 or RESP3.
 async fn hello(node: &NodeHandle, session: &mut Session, a: &[Bytes]) -> Reply {
     let proto = match a.first().map(|v| parse_i64(v)) {
         None => session.protocol,

@@ -1,6 +1,7 @@
 //! `raft-node`: a replicated key-value server. It composes `raft-core` (the protocol),
 //! `raft-log` (the durable log), `raft-net-quic` (the peer transport) and `raft-snapshot`
-//! (snapshot streaming) on tokio, and speaks the Redis protocol (RESP2) to clients.
+//! (snapshot streaming) on tokio, and speaks the Redis protocol (RESP2, RESP3 on request) to
+//! clients.
 //!
 //! The write path (see `ARCHITECTURE.md`): a client's write reaches any node; a follower
 //! forwards it to the leader over QUIC; the leader's **driver task** (the one owner of the

@@ -556,9 +556,7 @@ impl Reply {
         Reply::Error(format!("ERR {}", text.into()))
     }
 
-    /// Appends the wire form. Line breaks inside simple strings and errors
-    /// become spaces (as Redis does) so the reply cannot break framing.
-    /// RESP2 (see [`Reply::encode_as`]).
+    /// Appends the wire form in RESP2 (see [`Reply::encode_as`]).
     pub fn encode(&self, out: &mut BytesMut) {
         self.encode_as(Protocol::Resp2, out);
     }
