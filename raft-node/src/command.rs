@@ -59,6 +59,15 @@ pub enum Command {
     },
     /// `FLUSHALL` or `FLUSHDB`: every key is deleted.
     Flush,
+    /// `RENAME from to` (or `RENAMENX` with `nx`): the value moves to `to`, replacing any.
+    Rename {
+        /// The key that goes.
+        from: Bytes,
+        /// The key that gets the value.
+        to: Bytes,
+        /// Only if `to` does not exist (`RENAMENX`).
+        nx: bool,
+    },
     /// `MULTI … EXEC`: the commands, applied in order as one entry, so that no other
     /// command falls between them. Never nested.
     Multi(Vec<Command>),
@@ -94,6 +103,7 @@ const MSET: u8 = 5;
 const APPEND_MAX: u8 = 6;
 const FLUSH: u8 = 7;
 const MULTI: u8 = 8;
+const RENAME: u8 = 9;
 
 impl Command {
     /// The bytes stored in the log entry.
@@ -146,6 +156,12 @@ impl Command {
                 }
             }
             Command::Flush => b.put_u8(FLUSH),
+            Command::Rename { from, to, nx } => {
+                b.put_u8(RENAME);
+                b.put_u8(u8::from(*nx));
+                put_bytes(&mut b, from);
+                put_bytes(&mut b, to);
+            }
             Command::Multi(cmds) => {
                 b.put_u8(MULTI);
                 b.put_u32_le(cmds.len() as u32);
@@ -207,6 +223,18 @@ impl Command {
                 Command::MSet { pairs }
             }
             FLUSH => Command::Flush,
+            RENAME => {
+                let nx = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError("unknown RENAME flag")),
+                };
+                Command::Rename {
+                    from: r.bytes()?,
+                    to: r.bytes()?,
+                    nx,
+                }
+            }
             MULTI => {
                 let n = r.count()?;
                 let cmds = (0..n)
@@ -234,6 +262,8 @@ impl Command {
             Command::IncrBy { .. } => "incrby",
             Command::MSet { .. } => "mset",
             Command::Flush => "flushall",
+            Command::Rename { nx: false, .. } => "rename",
+            Command::Rename { nx: true, .. } => "renamenx",
             Command::Multi(_) => "exec",
         }
     }
@@ -386,6 +416,11 @@ mod tests {
                 pairs: vec![(b("a"), b("1")), (b("b"), b("2"))],
             },
             Command::Flush,
+            Command::Rename {
+                from: b("a"),
+                to: b("b"),
+                nx: true,
+            },
             Command::Multi(vec![]),
             Command::Multi(vec![
                 Command::IncrBy {

@@ -82,6 +82,8 @@ const COMMANDS: &[(&str, i32)] = &[
     ("strlen", 2),
     ("type", 2),
     ("setnx", 3),
+    ("rename", 3),
+    ("renamenx", 3),
     ("flushall", -1),
     ("flushdb", -1),
     ("info", -1),
@@ -169,10 +171,12 @@ fn classify(limits: &CommandLimits, request: Request) -> Step {
     }
     match name {
         "set" | "setnx" | "del" | "unlink" | "append" | "incr" | "decr" | "incrby" | "decrby"
-        | "mset" | "flushall" | "flushdb" => match parse_write(name, &args[1..], limits) {
-            Ok(cmd) => Step::Write(name, cmd),
-            Err(e) => Step::Refused(name, e),
-        },
+        | "mset" | "flushall" | "flushdb" | "rename" | "renamenx" => {
+            match parse_write(name, &args[1..], limits) {
+                Ok(cmd) => Step::Write(name, cmd),
+                Err(e) => Step::Refused(name, e),
+            }
+        }
         "get" | "mget" | "exists" | "touch" | "dbsize" | "strlen" | "type" | "keys" | "scan"
         | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => Step::Read(name, args),
         _ => Step::Other(name, args),
@@ -353,7 +357,7 @@ fn check_sizes(name: &str, args: &[Bytes], limits: &CommandLimits) -> Option<Rep
     let is_key = |i: usize| match name {
         "get" | "set" | "setnx" | "append" | "incr" | "decr" | "incrby" | "decrby" | "strlen"
         | "type" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => i == 1,
-        "del" | "unlink" | "exists" | "touch" | "mget" => i >= 1,
+        "del" | "unlink" | "exists" | "touch" | "mget" | "rename" | "renamenx" => i >= 1,
         "mset" => i % 2 == 1,
         _ => false,
     };
@@ -411,6 +415,11 @@ fn parse_write(name: &str, a: &[Bytes], limits: &CommandLimits) -> Result<Comman
                 Command::Flush
             }
             _ => return Err(Reply::err("syntax error")),
+        },
+        "rename" | "renamenx" => Command::Rename {
+            from: a[0].clone(),
+            to: a[1].clone(),
+            nx: name == "renamenx",
         },
         // UNLINK frees the memory in the background in Redis; here both are one entry.
         "del" | "unlink" => Command::Del { keys: a.to_vec() },

@@ -393,6 +393,20 @@ impl Tx<'_> {
                 }
                 Outcome::Ok
             }
+            Command::Rename { from, to, nx } => {
+                let Some(value) = self.get(&from)? else {
+                    return Ok(Outcome::Error("ERR no such key".into()));
+                };
+                if nx && self.get(&to)?.is_some() {
+                    // Also when `to` is `from`, as Redis answers.
+                    return Ok(Outcome::Integer(0));
+                }
+                if from != to {
+                    self.overlay.insert(from, None);
+                    self.put(to, value);
+                }
+                if nx { Outcome::Integer(1) } else { Outcome::Ok }
+            }
             // One entry: nothing else can fall between its commands. A command's error
             // (INCR of a non-integer) is its outcome, and the rest still run, as in Redis.
             Command::Multi(cmds) => Outcome::Multi(

@@ -91,6 +91,13 @@ fn redis_cli_round_trip() {
         err.contains("ERR wrong number of arguments for 'get' command"),
         "{err}"
     );
+    // RENAME moves a value (via the follower, forwarded); RENAMENX refuses to replace.
+    assert_eq!(redis_cli(fp, &["SET", "from", "moved"]), "OK\n");
+    assert_eq!(redis_cli(fp, &["RENAMENX", "from", "k"]), "0\n");
+    assert_eq!(redis_cli(fp, &["RENAME", "from", "to"]), "OK\n");
+    assert_eq!(redis_cli(lp, &["GET", "to"]), "moved\n");
+    assert!(redis_cli(fp, &["RENAME", "from", "x"]).contains("ERR no such key"));
+    assert_eq!(redis_cli(fp, &["DEL", "to"]), "1\n");
     assert_eq!(redis_cli(fp, &["SET", "gone", "1"]), "OK\n");
     assert_eq!(redis_cli(fp, &["UNLINK", "gone", "missing"]), "1\n");
     // KEYS lists in key order, with Redis's glob patterns.

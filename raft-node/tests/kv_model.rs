@@ -1,5 +1,5 @@
-//! The state machine against a model: random write commands (transactions and FLUSHALL
-//! among them), applied in random batches, give the outcomes and the state that a plain map
+//! The state machine against a model: random write commands (transactions, RENAME and
+//! FLUSHALL among them), applied in random batches, give the outcomes and the state that a plain map
 //! applying them one by one gives; and the state survives a sync and reopen, and a snapshot
 //! installed elsewhere.
 //!
@@ -38,6 +38,7 @@ fn simple() -> impl Strategy<Value = Command> {
         1 => proptest::collection::vec((key(), value()), 1..4)
             .prop_map(|pairs| Command::MSet { pairs }),
         1 => Just(Command::Flush),
+        2 => (key(), key(), any::<bool>()).prop_map(|(from, to, nx)| Command::Rename { from, to, nx }),
     ]
 }
 
@@ -104,6 +105,17 @@ fn model(state: &mut BTreeMap<Bytes, Bytes>, cmd: Command) -> Outcome {
         Command::Flush => {
             state.clear();
             Outcome::Ok
+        }
+        Command::Rename { from, to, nx } => {
+            let Some(value) = state.get(&from).cloned() else {
+                return Outcome::Error("ERR no such key".into());
+            };
+            if nx && state.contains_key(&to) {
+                return Outcome::Integer(0);
+            }
+            state.remove(&from);
+            state.insert(to, value);
+            if nx { Outcome::Integer(1) } else { Outcome::Ok }
         }
         Command::Multi(cmds) => Outcome::Multi(cmds.into_iter().map(|c| model(state, c)).collect()),
     }
