@@ -125,11 +125,13 @@ pub fn info(node: &NodeHandle, st: &Status, section: Option<&Bytes>) -> String {
         s.push_str("\r\n");
     }
     if want("keyspace") {
-        let _ = write!(
-            s,
-            "# Keyspace\r\ndb0:keys={}\r\n",
-            node.kv().estimate_keys()
-        );
+        // Redis's line, left out for an empty database as Redis does. The count is RocksDB's
+        // estimate (DBSIZE counts exactly); no key expires here.
+        s.push_str("# Keyspace\r\n");
+        let keys = node.kv().estimate_keys();
+        if keys > 0 {
+            let _ = write!(s, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+        }
     }
     s
 }

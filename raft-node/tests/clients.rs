@@ -900,6 +900,12 @@ fn info_sections_and_raft_snapshot() {
         assert!(all.contains(section), "{section} missing:\n{all}");
     }
     assert!(all.contains("role:master"), "{all}");
+    // Redis's keyspace line, which client libraries parse into fields.
+    let keyspace = info(leader, &["INFO", "keyspace"]);
+    assert!(
+        keyspace.contains("db0:keys=") && keyspace.contains(",expires=0,avg_ttl=0\r\n"),
+        "{keyspace}"
+    );
     assert!(info(follower, &["INFO", "replication"]).contains("role:slave"));
     let only_raft = info(follower, &["INFO", "raft"]);
     assert!(only_raft.contains("role:follower") && !only_raft.contains("# Server"));
