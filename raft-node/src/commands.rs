@@ -555,7 +555,7 @@ fn serve_read(node: &NodeHandle, name: &str, a: &[Bytes]) -> Result<Reply, Reply
             Reply::Integer(n)
         }
         "dbsize" => Reply::Integer(node.kv().count_keys().map_err(storage_error)? as i64),
-        "keys" => keys(node.kv(), &a[0], MAX_MGET_REPLY_BYTES)?,
+        "keys" => crate::scan::keys(node.kv(), &a[0], MAX_MGET_REPLY_BYTES)?,
         "scan" => crate::scan::page(node.kv(), &node.scans, crate::scan::parse(a)?)?,
         // Keys never expire here: -1 for a key (no expiry), -2 for none, as Redis answers.
         "ttl" | "pttl" | "expiretime" | "pexpiretime" => {
@@ -857,29 +857,6 @@ fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
     Ok(())
 }
 
-/// `KEYS pattern`: the matching keys in key order. Only the keys that start with the
-/// pattern's literal prefix are read. A reply past `max_bytes` is refused rather than built
-/// (Redis would build it; a narrower pattern or `DBSIZE` does instead).
-fn keys(kv: &crate::kv::KvStore, pattern: &[u8], max_bytes: usize) -> Result<Reply, Reply> {
-    let glob = crate::glob::Glob::new(pattern);
-    let mut found = Vec::new();
-    let mut bytes = 0usize;
-    kv.scan_keys(&glob.literal_prefix(), |k| {
-        if glob.matches(k) {
-            bytes += Reply::Bulk(Bytes::new()).approx_len() + k.len();
-            found.push(Reply::Bulk(Bytes::copy_from_slice(k)));
-        }
-        bytes <= max_bytes
-    })
-    .map_err(storage_error)?;
-    if bytes > max_bytes {
-        return Err(Reply::err(format!(
-            "reply too large (over {max_bytes} bytes): use a narrower pattern"
-        )));
-    }
-    Ok(Reply::Array(found))
-}
-
 fn get(node: &NodeHandle, key: &[u8]) -> Result<Reply, Reply> {
     Ok(match node.kv().get(key).map_err(storage_error)? {
         Some(v) => Reply::Bulk(v),
@@ -911,7 +888,7 @@ fn write_reply(name: &str, result: Result<Outcome, RequestError>) -> Reply {
     }
 }
 
-fn storage_error(e: crate::kv::KvError) -> Reply {
+pub(crate) fn storage_error(e: crate::kv::KvError) -> Reply {
     tracing::error!(error = %e, "read failed");
     Reply::err(format!("storage error: {e}"))
 }
@@ -927,10 +904,11 @@ pub fn request_error(e: RequestError) -> Reply {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn args(v: &[&str]) -> Vec<Bytes> {
+    /// A request's arguments (tests here and in `scan`).
+    pub(crate) fn args(v: &[&str]) -> Vec<Bytes> {
         v.iter()
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect()
@@ -1008,40 +986,6 @@ mod tests {
                 cond: SetCond::Nx
             })
         );
-    }
-
-    #[test]
-    fn keys_match_in_key_order_and_a_reply_too_large_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (kv, _) = crate::kv::KvStore::open(dir.path()).unwrap();
-        let pairs = ["a", "user:1", "user:2", "user:10", "userx", "z"]
-            .iter()
-            .map(|k| (Bytes::from(*k), Bytes::from("v")))
-            .collect();
-        let entry = raft_core::Entry::new(
-            raft_core::Term(1),
-            raft_core::LogIndex(1),
-            Command::MSet { pairs }.encode(),
-        );
-        kv.apply(&[entry], true).unwrap();
-        let bulk = |ks: &[&str]| {
-            Reply::Array(
-                ks.iter()
-                    .map(|k| Reply::Bulk(Bytes::from(k.to_string())))
-                    .collect(),
-            )
-        };
-        assert_eq!(
-            keys(&kv, b"user:*", 1 << 20),
-            Ok(bulk(&["user:1", "user:10", "user:2"]))
-        );
-        assert_eq!(keys(&kv, b"*1*", 1 << 20), Ok(bulk(&["user:1", "user:10"])));
-        assert_eq!(keys(&kv, b"nothing*", 1 << 20), Ok(bulk(&[])));
-        // Six keys of about 20 bytes each as replies: over 100 bytes, refused.
-        let Err(Reply::Error(e)) = keys(&kv, b"*", 100) else {
-            panic!("a reply over the limit is refused")
-        };
-        assert!(e.contains("reply too large"), "{e}");
     }
 
     #[test]

@@ -134,18 +134,9 @@ impl KvStore {
         Ok(n)
     }
 
-    /// Calls `visit` with each key that starts with `prefix`, in key order, until it
-    /// returns false.
+    /// Calls `visit` with each key that starts with `prefix`, from the first at or after
+    /// `from`, in key order, until it returns false.
     pub fn scan_keys(
-        &self,
-        prefix: &[u8],
-        visit: impl FnMut(&[u8]) -> bool,
-    ) -> Result<(), KvError> {
-        self.scan_keys_from(prefix, prefix, visit)
-    }
-
-    /// [`KvStore::scan_keys`] from the first key at or after `from`.
-    pub fn scan_keys_from(
         &self,
         from: &[u8],
         prefix: &[u8],

@@ -1,4 +1,5 @@
-//! `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: the keyspace a page at a time.
+//! Walking the keyspace: `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` a page at
+//! a time, and `KEYS pattern` in one go.
 //!
 //! Keys are stored in order, so a page resumes just after the last key the previous page
 //! examined. Clients parse cursors as integers, so the cursor a client gets is a number
@@ -137,49 +138,91 @@ pub(crate) fn page(kv: &KvStore, cursors: &Cursors, scan: Scan) -> Result<Reply,
             "invalid cursor: not issued by this node, or expired; start again from 0",
         ));
     };
-    let prefix = scan
-        .pattern
-        .as_ref()
-        .map(Glob::literal_prefix)
-        .unwrap_or_default();
     // The smallest key after `after` is `after` with a zero byte appended.
     let from = after.map(|k| [&k[..], &[0]].concat()).unwrap_or_default();
-    let (mut examined, mut bytes) = (0, 0);
-    let mut last = None;
-    let mut keys = Vec::new();
-    kv.scan_keys_from(&from, &prefix, |k| {
-        examined += 1;
-        if scan.strings && scan.pattern.as_ref().is_none_or(|g| g.matches(k)) {
-            bytes += k.len();
-            keys.push(Reply::Bulk(Bytes::copy_from_slice(k)));
-        }
-        last = Some(k.to_vec());
-        examined < scan.count && bytes < MAX_PAGE_BYTES
-    })
-    .map_err(|e| Reply::err(format!("storage error: {e}")))?;
-    // A full page may have more after it; a short one reached the end.
-    let next = match last {
-        Some(k) if examined >= scan.count || bytes >= MAX_PAGE_BYTES => {
-            cursors.issue(Bytes::from(k))
-        }
-        _ => 0,
-    };
+    let walk = walk(
+        kv,
+        scan.pattern.as_ref(),
+        &from,
+        scan.strings,
+        scan.count,
+        MAX_PAGE_BYTES,
+    )?;
+    // A page that stopped early may have more after it; one that ran out reached the end.
+    let next = walk.stopped_at.map_or(0, |k| cursors.issue(Bytes::from(k)));
     Ok(Reply::Array(vec![
         Reply::Bulk(next.to_string().into()),
-        Reply::Array(keys),
+        Reply::Array(walk.keys),
     ]))
+}
+
+/// `KEYS pattern`: the matching keys in key order. A reply past `max_bytes` is refused
+/// rather than built (Redis would build it; a narrower pattern or `DBSIZE` does instead).
+pub(crate) fn keys(kv: &KvStore, pattern: &[u8], max_bytes: usize) -> Result<Reply, Reply> {
+    let walk = walk(
+        kv,
+        Some(&Glob::new(pattern)),
+        b"",
+        true,
+        usize::MAX,
+        max_bytes,
+    )?;
+    if walk.stopped_at.is_some() {
+        return Err(Reply::err(format!(
+            "reply too large (over {max_bytes} bytes): use a narrower pattern"
+        )));
+    }
+    Ok(Reply::Array(walk.keys))
+}
+
+/// What [`walk`] found.
+struct Walk {
+    keys: Vec<Reply>,
+    /// The last key examined, if the walk stopped before the keys ran out.
+    stopped_at: Option<Vec<u8>>,
+}
+
+/// About what a key costs in a reply besides its bytes (the bulk header).
+const KEY_REPLY_OVERHEAD: usize = 16;
+
+/// Walks the keys from `from` on that `pattern` may match (only those under its literal
+/// prefix are read), keeping the matches when `keep`, until `count` keys were examined or
+/// the kept ones come to more than `max_bytes` of reply.
+fn walk(
+    kv: &KvStore,
+    pattern: Option<&Glob>,
+    from: &[u8],
+    keep: bool,
+    count: usize,
+    max_bytes: usize,
+) -> Result<Walk, Reply> {
+    let prefix = pattern.map(Glob::literal_prefix).unwrap_or_default();
+    let (mut examined, mut bytes) = (0, 0);
+    let mut walk = Walk {
+        keys: Vec::new(),
+        stopped_at: None,
+    };
+    kv.scan_keys(from, &prefix, |k| {
+        examined += 1;
+        if keep && pattern.is_none_or(|g| g.matches(k)) {
+            bytes += k.len() + KEY_REPLY_OVERHEAD;
+            walk.keys.push(Reply::Bulk(Bytes::copy_from_slice(k)));
+        }
+        let go_on = examined < count && bytes <= max_bytes;
+        if !go_on {
+            walk.stopped_at = Some(k.to_vec());
+        }
+        go_on
+    })
+    .map_err(crate::commands::storage_error)?;
+    Ok(walk)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::command::Command;
-
-    fn args(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::commands::tests::args;
 
     fn store(keys: &[String]) -> (tempfile::TempDir, KvStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -244,6 +287,30 @@ mod tests {
         assert_eq!(keys.len(), 27);
         let (keys, _) = full_scan(&kv, &cursors, &["TYPE", "hash"]);
         assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn keys_match_in_key_order_and_a_reply_too_large_is_refused() {
+        let names = ["a", "user:1", "user:2", "user:10", "userx", "z"].map(String::from);
+        let (_dir, kv) = store(&names);
+        let bulk = |ks: &[&str]| {
+            Reply::Array(
+                ks.iter()
+                    .map(|k| Reply::Bulk(Bytes::from(k.to_string())))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            keys(&kv, b"user:*", 1 << 20),
+            Ok(bulk(&["user:1", "user:10", "user:2"]))
+        );
+        assert_eq!(keys(&kv, b"*1*", 1 << 20), Ok(bulk(&["user:1", "user:10"])));
+        assert_eq!(keys(&kv, b"nothing*", 1 << 20), Ok(bulk(&[])));
+        // Six keys of about 20 bytes each as replies: over 100 bytes, refused.
+        let Err(Reply::Error(e)) = keys(&kv, b"*", 100) else {
+            panic!("a reply over the limit is refused")
+        };
+        assert!(e.contains("reply too large"), "{e}");
     }
 
     #[test]
