@@ -17,7 +17,9 @@ Measures SET and GET throughput and p50/p99 latency with redis-benchmark against
     "${RAFT_NODE:-target/release/raft-node} dev --nodes 3" (stopped at exit).
 Each case (op x clients x pipeline) runs the baseline, then ours, one after the
 other, so machine noise hits both alike. Prints the raw fdatasync rate of the disk
-first, then a markdown table and an acceptance line.
+first, then a markdown table, the whole machine's CPU time per request of each server
+(from /proc/stat: the server, redis-benchmark and anything else running; steadier than
+the p99 when comparing two builds), and an acceptance line.
 
 Options:
   --target HOST:PORT   client address of one node of an already running cluster
@@ -441,7 +443,7 @@ print(int(round(n / e) * e))' "$rps" "$SECONDS_PER_RUN" $((c * p))
 # kept), record a row in $RESULTS.
 declare -A PICKED=()
 bench() {
-    local round="$1" who="$2" host="$3" port="$4" op="$5" c="$6" p="$7" n out err rc key
+    local round="$1" who="$2" host="$3" port="$4" op="$5" c="$6" p="$7" n out err rc key busy0 busy1 cpu
     key="$who-$op-$c-$p"
     if [ -z "${PICKED[$key]:-}" ]; then
         PICKED[$key]="$(pick_n "$who" "$host" "$port" "$op" "$c" "$p")"
@@ -449,18 +451,34 @@ bench() {
     n="${PICKED[$key]}"
     out="$WORK/$op-c$c-P$p-$who-r$round.csv"
     err="$WORK/$op-c$c-P$p-$who-r$round.err"
+    busy0="$(cpu_busy)"
     rc="$(run_bench "$host" "$port" "$op" "$c" "$p" "$n" "$out" "$err")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$p" "$n" "$who" "$rc" "$out" "$err" "$round" >>"$RESULTS"
+    busy1="$(cpu_busy)"
+    cpu="$(awk -v a="$busy0" -v b="$busy1" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$p" "$n" "$who" "$rc" "$out" "$err" "$round" "$cpu" >>"$RESULTS"
 }
 
-summary_of() { # summary_of ROUND WHO OP C P: "n=N: R rps, p99 X ms" or "n=N: FAIL"
-    local out="$WORK/$3-c$4-P$5-$2-r$1.csv" n
+# cpu_busy: jiffies the whole machine has spent busy so far (user, nice, system, irq and
+# softirq; not idle, iowait or steal). Per request it covers the server, redis-benchmark and
+# anything else running, for both servers alike: a steadier figure than the p99 for
+# comparing two builds, since it does not depend on which moment a stall falls in.
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_busy() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
+# summary_of ROUND WHO OP C P, right after that run's `bench`:
+# "n=N: R rps, p99 X ms, CPU Y µs/req" or "n=N: FAIL"
+summary_of() {
+    local out="$WORK/$3-c$4-P$5-$2-r$1.csv" n cpu
     n="${PICKED[$2-$3-$4-$5]}"
-    python3 - "$out" "$n" <<'PY'
+    cpu="$(tail -n 1 "$RESULTS" | cut -f 10)"
+    python3 - "$out" "$n" "$cpu" <<'PY'
 import csv, sys
 try:
     r = list(csv.DictReader(open(sys.argv[1])))[-1]
-    print(f"n={int(sys.argv[2]):,}: {float(r['rps']):,.0f} rps, p99 {float(r['p99_latency_ms']):.3f} ms")
+    print(f"n={int(sys.argv[2]):,}: {float(r['rps']):,.0f} rps, p99 {float(r['p99_latency_ms']):.3f} ms, "
+          f"CPU {sys.argv[3]} µs/req")
 except Exception:
     print(f"n={sys.argv[2]}: FAIL")
 PY
@@ -534,12 +552,14 @@ def median_of(xs):
 runs = {}
 order = []
 for line in open(results):
-    op, c, p, n, who, rc, out, err, rnd = line.rstrip("\n").split("\t")
+    op, c, p, n, who, rc, out, err, rnd, cpu = line.rstrip("\n").split("\t")
     key = (op, int(c), int(p))
     if key not in runs:
         runs[key] = {}
         order.append(key)
     res, note = load(rc, out, err)
+    if res is not None:
+        res["cpu_us_per_request"] = float(cpu)
     runs[key].setdefault(int(rnd), {})[who] = (int(n), res, note)
 
 rows = []
@@ -564,7 +584,7 @@ for key in order:
             continue  # --baseline-only: no runs of ours
         got = [rd[who] for rd in row["rounds"]]
         row[who] = None if any(g is None for g in got) else {
-            k: statistics.median(g[k] for g in got) for k in FIELDS}
+            k: statistics.median(g[k] for g in got) for k in FIELDS + ["cpu_us_per_request"]}
     row["rps_ratio"] = median_of(rd["rps_ratio"] for rd in row["rounds"])
     row["p99_ratio"] = median_of(rd["p99_ratio"] for rd in row["rounds"])
     if len(row["rounds"]) == 1:
@@ -600,6 +620,16 @@ for row in rows:
             row["op"], row["clients"], row["pipeline"],
             " ".join(f_ratio(rd["rps_ratio"]) for rd in row["rounds"]),
             " ".join(f_ratio(rd["p99_ratio"]) for rd in row["rounds"])))
+print("CPU per request, whole machine (servers, redis-benchmark and anything else running), µs:")
+for row in rows:
+    r, o = row.get("redis"), row.get("ours")
+    line = "%s c=%d P=%d: redis %s" % (row["op"], row["clients"], row["pipeline"],
+                                       "FAIL" if r is None else "%.1f" % r["cpu_us_per_request"])
+    if not baseline_only:
+        line += ", ours %s" % ("FAIL" if o is None else "%.1f" % o["cpu_us_per_request"])
+        if r is not None and o is not None:
+            line += " (%.2fx)" % (o["cpu_us_per_request"] / r["cpu_us_per_request"])
+    print(line)
 for row in rows:
     for who in ("redis", "ours"):
         if row.get(who + "_error"):
