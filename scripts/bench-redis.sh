@@ -627,7 +627,8 @@ for row in rows:
                                        "FAIL" if r is None else "%.1f" % r["cpu_us_per_request"])
     if not baseline_only:
         line += ", ours %s" % ("FAIL" if o is None else "%.1f" % o["cpu_us_per_request"])
-        if r is not None and o is not None:
+        # A very short run may see no busy jiffy at all.
+        if r is not None and o is not None and r["cpu_us_per_request"] > 0:
             line += " (%.2fx)" % (o["cpu_us_per_request"] / r["cpu_us_per_request"])
     print(line)
 for row in rows:
