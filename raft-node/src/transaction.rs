@@ -83,6 +83,7 @@ fn inside(node: &NodeHandle, queue: &mut Transaction, step: Step) -> Route {
     match step {
         Step::Write(name, cmd) => {
             let limit = node.max_entry_bytes();
+            // Each command sits in the entry behind a 4-byte length.
             let bytes = queue.bytes + cmd.encode().len() + 4;
             if bytes > limit {
                 return refuse(

@@ -182,14 +182,19 @@ fn redis_crate_pipelining() {
     }
 }
 
-/// Sends `requests` in one write and returns the replies' bytes, one per request.
-fn pipeline_raw(con: &mut Client, requests: &[&[&str]]) -> Vec<String> {
+/// Sends `requests` in one write.
+fn send_pipeline(con: &mut Client, requests: &[&[&str]]) {
     let mut wire = bytes::BytesMut::new();
     for req in requests {
         let args: Vec<&[u8]> = req.iter().map(|a| a.as_bytes()).collect();
         raft_node::resp::encode_request(&args, &mut wire);
     }
     con.send_raw(&wire).unwrap();
+}
+
+/// Sends `requests` in one write and returns the replies' bytes, one per request.
+fn pipeline_raw(con: &mut Client, requests: &[&[&str]]) -> Vec<String> {
+    send_pipeline(con, requests);
     (0..requests.len())
         .map(|_| String::from_utf8(con.read_reply_raw().expect("a reply").1).unwrap())
         .collect()
@@ -296,21 +301,19 @@ fn resp3_after_hello_3() {
     let (c, leader, follower) = warm_cluster("a");
 
     let mut con = Client::connect(c.node(follower).client_port);
-    let mut pipeline = bytes::BytesMut::new();
-    for req in [
-        &["GET", "missing"][..],
-        &["HELLO", "3"],
-        &["GET", "missing"],
-        &["MGET", "a", "missing"],
-        &["CLIENT", "GETNAME"],
-        &["HELLO", "2"],
-        &["GET", "missing"],
-        &["HELLO", "4"],
-    ] {
-        let args: Vec<&[u8]> = req.iter().map(|a| a.as_bytes()).collect();
-        raft_node::resp::encode_request(&args, &mut pipeline);
-    }
-    con.send_raw(&pipeline).unwrap();
+    send_pipeline(
+        &mut con,
+        &[
+            &["GET", "missing"],
+            &["HELLO", "3"],
+            &["GET", "missing"],
+            &["MGET", "a", "missing"],
+            &["CLIENT", "GETNAME"],
+            &["HELLO", "2"],
+            &["GET", "missing"],
+            &["HELLO", "4"],
+        ],
+    );
     let mut raw = || con.read_reply_raw().expect("a reply").1;
     assert_eq!(raw(), b"$-1\r\n");
     let hello3 = raw();
