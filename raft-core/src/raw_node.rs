@@ -464,6 +464,14 @@ impl<S: Storage> RawNode<S> {
         Ok(out)
     }
 
+    /// Whether the snapshot [`Ready::snapshot_due`] suggests is needed rather than periodic:
+    /// a follower needs entries the log no longer holds, and nothing can be sent to it until
+    /// the caller takes one. A caller may put off a periodic snapshot (it is suggested again
+    /// [`crate::Config::snapshot_interval`] entries later), not a needed one.
+    pub fn snapshot_needed(&self) -> bool {
+        self.raft.snapshot_wanted
+    }
+
     /// The applied index at which a snapshot is due, if one is.
     fn snapshot_due(&self) -> Option<LogIndex> {
         let interval = self.raft.cfg.snapshot_interval;

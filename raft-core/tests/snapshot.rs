@@ -29,6 +29,8 @@ struct Cluster {
     /// Transfers fail: InstallSnapshot messages are dropped (and counted).
     fail_transfers: bool,
     failed_transfers: usize,
+    /// Every snapshot suggested: (node, whether it was needed rather than periodic).
+    suggested: Vec<(u64, bool)>,
 }
 
 fn voters() -> ConfState {
@@ -60,6 +62,7 @@ impl Cluster {
             transfers: HashMap::new(),
             fail_transfers: false,
             failed_transfers: 0,
+            suggested: Vec::new(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Cluster {
                         n.raw.on_applied(e.index).unwrap();
                     }
                     if let Some(at) = rd.snapshot_due {
+                        self.suggested.push((id, n.raw.snapshot_needed()));
                         let data: Sm =
                             n.sm.range(..=at.get())
                                 .map(|(k, v)| (*k, v.clone()))
@@ -217,6 +221,33 @@ fn partitioned_follower_catches_up_by_snapshot_then_by_log() {
     let store = c.node(3).raw.store();
     assert_eq!(store.first_index().unwrap(), st3.snapshot_index.next());
     assert_eq!(store.last_index().unwrap(), st3.last_index);
+}
+
+/// A periodic snapshot may be put off; one a follower waits for may not
+/// (`RawNode::snapshot_needed` tells them apart).
+#[test]
+fn periodic_snapshots_are_suggested_and_a_lagging_followers_is_needed() {
+    let mut c = Cluster::new(20);
+    c.node(1).raw.campaign();
+    c.settle();
+    c.propose(1, 50, "x");
+    assert!(c.suggested.len() >= 6, "every node's periodic ones");
+    assert!(c.suggested.iter().all(|&(_, needed)| !needed));
+
+    // No periodic snapshots; the leader's storage drops entries node 3 lacks, with no
+    // snapshot to cover them.
+    let mut c = Cluster::new(0);
+    c.node(1).raw.campaign();
+    c.settle();
+    c.cut = vec![3];
+    c.propose(1, 30, "y");
+    c.node(1).raw.store_mut().compact(LogIndex(20)).unwrap();
+    assert!(c.suggested.is_empty());
+    c.cut.clear();
+    c.tick(1, 3);
+    assert_eq!(c.suggested, [(1, true)], "the leader needs one for node 3");
+    let want = c.node(1).sm.clone();
+    assert_eq!(c.node(3).sm, want, "and node 3 got it");
 }
 
 #[test]

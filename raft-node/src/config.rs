@@ -89,9 +89,17 @@ pub struct NodeConfig {
     pub election_ticks: u32,
     /// Heartbeat interval in ticks (default 2, so 100 ms).
     pub heartbeat_ticks: u32,
-    /// Take a snapshot after this many applied entries (default 100,000). Each snapshot
-    /// writes the whole state machine, so this trades its cost against log length.
+    /// Consider a snapshot after this many applied entries (default 100,000); it is taken
+    /// once the log since the last one is also large enough (the next two settings). Each
+    /// snapshot writes the whole state machine, so this trades its cost against log length.
     pub snapshot_interval: u64,
+    /// A periodic snapshot waits until the log written since the last one holds at least
+    /// this many bytes (default 64 MiB, as Redis's `auto-aof-rewrite-min-size`). 0: no floor.
+    pub snapshot_min_log_bytes: u64,
+    /// ... and at least this percentage of the last snapshot's size (default 100, as Redis's
+    /// `auto-aof-rewrite-percentage`), so that snapshots write at most about as much as the
+    /// log does however large the state grows. 0: no such bound.
+    pub snapshot_log_percentage: u64,
     /// With `read_mode = "lease"`: ticks the lease is shortened by for clock drift (default
     /// 2, so a lease of 8 of the 10 election ticks).
     pub max_clock_drift_ticks: u32,
@@ -158,6 +166,8 @@ impl Default for NodeConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_interval: 100_000,
+            snapshot_min_log_bytes: 64 << 20,
+            snapshot_log_percentage: 100,
             max_inflight_msgs: 1,
             defer_commit_notice: true,
             max_clock_drift_ticks: 2,

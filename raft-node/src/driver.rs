@@ -57,7 +57,8 @@ pub(crate) enum Event {
         number: u64,
         result: Result<(), raft_log::LogError>,
     },
-    SnapshotTaken(Result<Option<SnapshotMeta>, String>),
+    /// A snapshot and the size of its files, or `None`: nothing newer than the last one.
+    SnapshotTaken(Result<Option<(SnapshotMeta, u64)>, String>),
     SnapshotRecorded(Result<SnapshotMeta, String>),
     SnapshotSent {
         peer: NodeId,
@@ -109,6 +110,8 @@ pub(crate) struct Driver {
     pub(crate) next_read: u64,
     /// A snapshot is being taken (at most one at a time).
     pub(crate) snapshotting: bool,
+    /// Whether a periodic snapshot the core suggests is taken.
+    pub(crate) snapshot_policy: crate::snapshot::Policy,
     /// Taken but not yet applied as far as the core knows (the apply thread's report may
     /// come after the snapshot thread's).
     pub(crate) snapshot_taken: Option<SnapshotMeta>,
@@ -359,7 +362,8 @@ impl Driver {
                 }
                 self.persisted = self.persisted.max(Some(upto));
             }
-            Event::SnapshotTaken(Ok(Some(meta))) => {
+            Event::SnapshotTaken(Ok(Some((meta, bytes)))) => {
+                self.snapshot_policy.snapshot(bytes);
                 self.snapshot_taken = Some(meta);
                 self.try_snapshot_taken();
             }
@@ -571,6 +575,8 @@ impl Driver {
                 Err(_) => return Err(NodeError::Fatal("the apply thread stopped".into())),
             }
             tracing::info!(node = %self.raft_id(), index = %meta.index, term = %meta.term, "installed snapshot from the leader");
+            self.snapshot_policy
+                .snapshot(self.snapshots.bytes_of(meta.index, meta.term));
             metrics::counter!("raft_snapshots_total", "kind" => "installed", "outcome" => "ok")
                 .increment(1);
         }
@@ -592,6 +598,7 @@ impl Driver {
         } else if must_sync {
             hs_to_write = self.deferred_hs;
         }
+        self.snapshot_policy.appended(&rd.entries);
         let mut write = LogWrite::entries(rd.entries);
         if let Some(hs) = hs_to_write {
             self.written_hs = hs;
@@ -635,7 +642,11 @@ impl Driver {
                 let _ = reply.send(Err(RequestError::Dropped));
             }
         }
-        if rd.snapshot_due.is_some() {
+        // A periodic one may wait for the log to grow further (the core suggests it again
+        // an interval later); one a follower needs may not.
+        if rd.snapshot_due.is_some()
+            && (self.raw.snapshot_needed() || self.snapshot_policy.worth_taking())
+        {
             self.start_snapshot();
         }
         Ok(())

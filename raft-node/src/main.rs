@@ -129,9 +129,15 @@ struct RunArgs {
     /// Election timeout in ticks.
     #[arg(long)]
     election_ticks: Option<u32>,
-    /// Snapshot after this many applied entries.
+    /// Consider a snapshot after this many applied entries.
     #[arg(long)]
     snapshot_interval: Option<u64>,
+    /// Take a periodic snapshot only once the log since the last one holds this many bytes.
+    #[arg(long)]
+    snapshot_min_log_bytes: Option<u64>,
+    /// ... and this percentage of the last snapshot's size.
+    #[arg(long)]
+    snapshot_log_percentage: Option<u64>,
     /// Client request deadline in milliseconds.
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -167,6 +173,8 @@ impl RunArgs {
         );
         set!(
             snapshot_interval,
+            snapshot_min_log_bytes,
+            snapshot_log_percentage,
             request_timeout_ms,
             client_addr,
             worker_threads

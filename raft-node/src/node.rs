@@ -272,6 +272,11 @@ impl Node {
             reads: HashMap::new(),
             next_read: 0,
             snapshotting: false,
+            snapshot_policy: crate::snapshot::Policy::new(
+                cfg.snapshot_min_log_bytes,
+                cfg.snapshot_log_percentage,
+                snapshots.newest_bytes(),
+            ),
             snapshot_taken: None,
             snapshot_waiters: Vec::new(),
             sending: HashSet::new(),

@@ -14,6 +14,63 @@ use tokio::sync::mpsc;
 use crate::driver::Event;
 use crate::kv::KvStore;
 
+/// What a log entry costs besides its data, in [`Policy`]'s estimate of the log's bytes:
+/// index, term and kind as stored, and the store's key and checksum.
+const ENTRY_OVERHEAD: u64 = 32;
+
+/// Whether a periodic snapshot is worth taking. The core suggests one every
+/// `snapshot_interval` entries; but a snapshot writes the whole state machine, and the log it
+/// lets us drop may be far smaller. With 100,000 keys of 16-byte values, a snapshot every
+/// 100,000 SETs (2.7 MB of SST against 4.2 MB of log) was a fifth of the p99 at 64 clients:
+/// its CPU and its fsyncs land between the log's. So, as Redis rewrites its append-only file
+/// only once it grew by `auto-aof-rewrite-percentage` and `auto-aof-rewrite-min-size`, a
+/// periodic snapshot waits until the log since the last one is both at least `min_log_bytes`
+/// and `percentage` % of the last snapshot's size. A snapshot a follower needs is never put
+/// off (see [`raft_core::RawNode::snapshot_needed`]).
+#[derive(Debug)]
+pub(crate) struct Policy {
+    min_log_bytes: u64,
+    percentage: u64,
+    /// Bytes of the newest snapshot's files (taken here or installed from the leader).
+    snapshot_bytes: u64,
+    /// An estimate of the log's bytes since then: data plus [`ENTRY_OVERHEAD`] an entry.
+    log_bytes: u64,
+}
+
+impl Policy {
+    /// `snapshot_bytes`: the newest snapshot's size (0 if none). The log before a restart is
+    /// not counted: the first snapshot after one waits for a full measure of new log.
+    pub(crate) fn new(min_log_bytes: u64, percentage: u64, snapshot_bytes: u64) -> Policy {
+        Policy {
+            min_log_bytes,
+            percentage,
+            snapshot_bytes,
+            log_bytes: 0,
+        }
+    }
+
+    /// Entries appended to the log.
+    pub(crate) fn appended(&mut self, entries: &[raft_core::Entry]) {
+        let bytes: u64 = entries
+            .iter()
+            .map(|e| e.data.len() as u64 + ENTRY_OVERHEAD)
+            .sum();
+        self.log_bytes = self.log_bytes.saturating_add(bytes);
+    }
+
+    /// A snapshot of `bytes` was taken or installed; the log before it no longer counts.
+    pub(crate) fn snapshot(&mut self, bytes: u64) {
+        self.snapshot_bytes = bytes;
+        self.log_bytes = 0;
+    }
+
+    /// Whether a periodic snapshot should be taken now.
+    pub(crate) fn worth_taking(&self) -> bool {
+        let relative = self.snapshot_bytes.saturating_mul(self.percentage) / 100;
+        self.log_bytes >= self.min_log_bytes.max(relative)
+    }
+}
+
 /// Snapshots kept on disk: the newest serves followers; one older is kept so a transfer of
 /// it that is still running is not cut off.
 const KEEP: usize = 2;
@@ -34,8 +91,18 @@ impl Snapshots {
         self.store.get(index, term).map(|m| self.store.path_of(&m))
     }
 
-    /// Takes a snapshot at the state machine's applied index; reports `SnapshotTaken`
-    /// (`None` when there is nothing newer than the last one).
+    /// The size of the newest snapshot's files (0 if there is none).
+    pub(crate) fn newest_bytes(&self) -> u64 {
+        self.store.latest().map_or(0, |m| m.total_bytes())
+    }
+
+    /// The size of the files of snapshot `(index, term)` (0 if it is not in the store).
+    pub(crate) fn bytes_of(&self, index: LogIndex, term: Term) -> u64 {
+        self.store.get(index, term).map_or(0, |m| m.total_bytes())
+    }
+
+    /// Takes a snapshot at the state machine's applied index; reports `SnapshotTaken` with
+    /// its size (`None` when there is nothing newer than the last one).
     pub(crate) fn take(&self, conf: ConfState, events: mpsc::UnboundedSender<Event>) {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -47,7 +114,7 @@ impl Snapshots {
     fn take_blocking(
         &self,
         conf: ConfState,
-    ) -> Result<Option<SnapshotMeta>, Box<dyn std::error::Error>> {
+    ) -> Result<Option<(SnapshotMeta, u64)>, Box<dyn std::error::Error>> {
         let newest = self.store.latest().map_or(LogIndex(0), |m| m.index);
         let staging = self.store.staging_dir(LogIndex(0), Term(0))?;
         let (index, term, keys) = self.kv.write_snapshot(&staging)?;
@@ -65,11 +132,12 @@ impl Snapshots {
             .increment(1);
         metrics::counter!("raft_snapshot_bytes_total", "kind" => "taken")
             .increment(manifest.total_bytes());
-        Ok(Some(SnapshotMeta {
+        let meta = SnapshotMeta {
             index,
             term,
             conf_state: conf,
-        }))
+        };
+        Ok(Some((meta, manifest.total_bytes())))
     }
 
     /// Records `meta` in the log (so a leader offers it to followers that fell behind), then
@@ -184,5 +252,50 @@ impl Snapshots {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use raft_core::{Entry, EntryKind};
+
+    fn entries(n: usize, data_bytes: usize) -> Vec<Entry> {
+        (0..n)
+            .map(|i| Entry {
+                index: LogIndex(i as u64 + 1),
+                term: Term(1),
+                kind: EntryKind::Normal,
+                data: Bytes::from(vec![b'x'; data_bytes]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_log_must_reach_the_floor_and_the_share_of_the_last_snapshot() {
+        // 68 bytes an entry in the estimate.
+        let mut p = Policy::new(6_800, 200, 10_000);
+        p.appended(&entries(150, 36));
+        assert!(!p.worth_taking(), "over the floor, under 200 % of 10,000");
+        p.appended(&entries(145, 36));
+        assert!(p.worth_taking(), "20,060 bytes of log");
+        p.snapshot(1_000);
+        assert!(
+            !p.worth_taking(),
+            "the log before a snapshot no longer counts"
+        );
+        p.appended(&entries(99, 36));
+        assert!(!p.worth_taking(), "under the floor");
+        p.appended(&entries(1, 36));
+        assert!(p.worth_taking(), "at the floor, over 200 % of 1,000");
+    }
+
+    #[test]
+    fn zeros_take_every_suggested_snapshot() {
+        let p = Policy::new(0, 0, 1 << 30);
+        assert!(p.worth_taking());
+        let p = Policy::new(0, 100, 0);
+        assert!(p.worth_taking(), "no snapshot yet");
     }
 }

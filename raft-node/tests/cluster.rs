@@ -288,10 +288,51 @@ fn full_restart_keeps_every_acknowledged_write() {
     }
 }
 
+/// Every node takes its periodic snapshot only once the log since the last one holds
+/// `--snapshot-min-log-bytes` (here about 270 writes' worth), not at the first
+/// `--snapshot-interval` entries.
+#[test]
+fn a_periodic_snapshot_waits_for_enough_log() {
+    let args = ["--snapshot-interval", "100", "--snapshot-min-log-bytes", "20000"];
+    let opts = Options {
+        args: args.map(String::from).to_vec(),
+        ..Options::default()
+    };
+    let c = Cluster::start_with(3, opts);
+    let leader = c.leader();
+    let value = "v".repeat(32);
+    let mut cl = c.client(leader);
+    let mut write = |from: usize, to: usize| {
+        for i in from..to {
+            cl.send(&[b"SET", format!("k{i}").as_bytes(), value.as_bytes()])
+                .unwrap();
+        }
+        for i in from..to {
+            assert_eq!(cl.read_reply().unwrap(), ok(), "SET k{i}");
+        }
+    };
+    write(0, 200);
+    let commit = c.info_u64(leader, "commit_index");
+    for id in 1..=3 {
+        let info = c.wait_applied(id, commit, CONVERGE);
+        assert_eq!(field_u64(&info, "snapshot_index"), 0, "node {id}: {info:?}");
+    }
+    write(200, 500);
+    let deadline = Instant::now() + CONVERGE;
+    for id in 1..=3 {
+        while c.info_u64(id, "snapshot_index") == 0 {
+            assert!(Instant::now() < deadline, "node {id} took no snapshot");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn follower_down_catches_up_by_snapshot() {
     let opts = Options {
-        config_toml: Some("keep_trailing = 10\nsnapshot_interval = 200\n".into()),
+        config_toml: Some(
+            "keep_trailing = 10\nsnapshot_interval = 200\nsnapshot_min_log_bytes = 0\n".into(),
+        ),
         // The flag overrides the file (same value): both paths are exercised.
         args: vec!["--snapshot-interval".into(), "200".into()],
         ..Options::default()

@@ -50,7 +50,14 @@ fn grow_to_five_under_load_remove_the_leader_shrink_to_three() {
         Options {
             spares: 2,
             // Small snapshots often: the joining nodes catch up by snapshot, then by log.
-            args: vec!["--snapshot-interval".into(), "500".into()],
+            args: [
+                "--snapshot-interval",
+                "500",
+                "--snapshot-min-log-bytes",
+                "0",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..Options::default()
         },
     );

@@ -144,7 +144,7 @@ fn stale_reads_are_caught() {
             "--duration",
             "5",
             "--node-args",
-            "--request-timeout-ms 2000 --worker-threads 1 --snapshot-interval 1000 --read-mode stale",
+            "--request-timeout-ms 2000 --worker-threads 1 --snapshot-interval 1000 --snapshot-min-log-bytes 0 --read-mode stale",
         ],
     );
     assert_eq!(

@@ -57,12 +57,12 @@ pub struct Options {
     pub no_faults: bool,
 
     /// Flags for every `raft-node run`, space-separated (replaces the default). The
-    /// default's request timeout is below --op-timeout-ms, and its snapshot interval makes
+    /// default's request timeout is below --op-timeout-ms, and its snapshot settings make
     /// the nodes snapshot and compact every few seconds, so that a node restarted after a
     /// kill sometimes catches up by snapshot.
     #[arg(
         long,
-        default_value = "--request-timeout-ms 2000 --worker-threads 1 --snapshot-interval 1000",
+        default_value = "--request-timeout-ms 2000 --worker-threads 1 --snapshot-interval 1000 --snapshot-min-log-bytes 0",
         allow_hyphen_values = true
     )]
     pub node_args: String,
