@@ -67,20 +67,34 @@ pub struct Recovered {
 #[derive(Clone)]
 pub struct KvStore {
     db: Arc<Db>,
+    /// The memtable size of the data's column family (see [`MEMTABLE_BYTES`]).
+    memtable_bytes: usize,
 }
 
 impl KvStore {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<(KvStore, Recovered), KvError> {
+        Self::open_with_memtable(path, MEMTABLE_BYTES)
+    }
+
+    /// Opens (or creates) the store in `path` with memtables of `memtable_bytes`.
+    pub fn open_with_memtable(
+        path: impl AsRef<Path>,
+        memtable_bytes: usize,
+    ) -> Result<(KvStore, Recovered), KvError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         // Without a WAL for applied writes, only a flush of both column families at one
         // point keeps the applied index in step with the data it covers.
         opts.set_atomic_flush(true);
-        let cfs = [CF_KV, CF_META].map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
+        let cfs =
+            [CF_KV, CF_META].map(|n| ColumnFamilyDescriptor::new(n, cf_options(memtable_bytes)));
         let db = Db::open_cf_descriptors(&opts, path, cfs)?;
-        let kv = KvStore { db: Arc::new(db) };
+        let kv = KvStore {
+            db: Arc::new(db),
+            memtable_bytes,
+        };
         let applied = kv.applied()?;
         let installing = kv
             .db
@@ -305,7 +319,7 @@ impl KvStore {
         mark.put_cf(&self.cf(CF_META), KEY_INSTALLING, encode_pair(index, term));
         self.write_synced(mark)?;
         self.db.drop_cf(CF_KV)?;
-        self.db.create_cf(CF_KV, &cf_options())?;
+        self.db.create_cf(CF_KV, &cf_options(self.memtable_bytes))?;
         let file: PathBuf = dir.join(SNAPSHOT_FILE);
         if file.exists() {
             let mut ingest = IngestExternalFileOptions::default();
@@ -333,13 +347,14 @@ impl KvStore {
 /// Options of both column families. A small memtable: each SET inserts a random key into
 /// a skip list, and once the list outgrows the CPU caches every level of the search is a
 /// cache miss (with RocksDB's 64 MiB default, inserting was the dearest part of applying).
-fn cf_options() -> Options {
+fn cf_options(memtable_bytes: usize) -> Options {
     let mut o = Options::default();
-    o.set_write_buffer_size(KV_MEMTABLE_BYTES);
+    o.set_write_buffer_size(memtable_bytes);
     o
 }
 
-const KV_MEMTABLE_BYTES: usize = 4 << 20;
+/// The default memtable size of the data (see [`cf_options`]).
+pub const MEMTABLE_BYTES: usize = 4 << 20;
 
 /// Reads see the writes of earlier commands of the same batch.
 struct Tx<'a> {

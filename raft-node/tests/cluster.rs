@@ -293,7 +293,12 @@ fn full_restart_keeps_every_acknowledged_write() {
 /// `--snapshot-interval` entries.
 #[test]
 fn a_periodic_snapshot_waits_for_enough_log() {
-    let args = ["--snapshot-interval", "100", "--snapshot-min-log-bytes", "20000"];
+    let args = [
+        "--snapshot-interval",
+        "100",
+        "--snapshot-min-log-bytes",
+        "20000",
+    ];
     let opts = Options {
         args: args.map(String::from).to_vec(),
         ..Options::default()
