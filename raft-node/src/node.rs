@@ -283,6 +283,8 @@ impl Node {
                 cfg.snapshot_min_log_bytes,
                 cfg.snapshot_log_percentage,
                 snapshots.newest_bytes(),
+                // RocksDB's estimate of the SST files (a log replayed at open is flushed).
+                log.live_data_bytes().unwrap_or(0),
             ),
             snapshot_taken: None,
             snapshot_waiters: Vec::new(),

@@ -38,14 +38,19 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    /// `snapshot_bytes`: the newest snapshot's size (0 if none). The log before a restart is
-    /// not counted: the first snapshot after one waits for a full measure of new log.
-    pub(crate) fn new(min_log_bytes: u64, percentage: u64, snapshot_bytes: u64) -> Policy {
+    /// `snapshot_bytes`: the newest snapshot's size (0 if none); `log_bytes`: the log's
+    /// size at start (so that restarts do not put compaction off indefinitely).
+    pub(crate) fn new(
+        min_log_bytes: u64,
+        percentage: u64,
+        snapshot_bytes: u64,
+        log_bytes: u64,
+    ) -> Policy {
         Policy {
             min_log_bytes,
             percentage,
             snapshot_bytes,
-            log_bytes: 0,
+            log_bytes,
         }
     }
 
@@ -275,7 +280,7 @@ mod tests {
     #[test]
     fn the_log_must_reach_the_floor_and_the_share_of_the_last_snapshot() {
         // 68 bytes an entry in the estimate.
-        let mut p = Policy::new(6_800, 200, 10_000);
+        let mut p = Policy::new(6_800, 200, 10_000, 0);
         p.appended(&entries(150, 36));
         assert!(!p.worth_taking(), "over the floor, under 200 % of 10,000");
         p.appended(&entries(145, 36));
@@ -293,9 +298,17 @@ mod tests {
 
     #[test]
     fn zeros_take_every_suggested_snapshot() {
-        let p = Policy::new(0, 0, 1 << 30);
+        let p = Policy::new(0, 0, 1 << 30, 0);
         assert!(p.worth_taking());
-        let p = Policy::new(0, 100, 0);
+        let p = Policy::new(0, 100, 0, 0);
         assert!(p.worth_taking(), "no snapshot yet");
+    }
+
+    #[test]
+    fn the_log_found_at_start_counts() {
+        let mut p = Policy::new(10_000, 100, 5_000, 9_990);
+        assert!(!p.worth_taking());
+        p.appended(&entries(1, 0));
+        assert!(p.worth_taking(), "9,990 bytes at start and 32 since");
     }
 }
