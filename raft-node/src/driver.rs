@@ -231,6 +231,7 @@ impl Driver {
         self.reads
             .retain(|_, (asked, _)| now.duration_since(*asked) < timeout);
         crate::metrics::record_status(&self.raw.status());
+        self.snapshot_policy.record();
     }
 
     fn on_input(&mut self, input: Input, proposals: &mut Vec<(Bytes, Waiter)>) {

@@ -71,8 +71,20 @@ impl Policy {
 
     /// Whether a periodic snapshot should be taken now.
     pub(crate) fn worth_taking(&self) -> bool {
+        self.log_bytes >= self.threshold()
+    }
+
+    /// The log's bytes at which a periodic snapshot is taken.
+    fn threshold(&self) -> u64 {
         let relative = self.snapshot_bytes.saturating_mul(self.percentage) / 100;
-        self.log_bytes >= self.min_log_bytes.max(relative)
+        self.min_log_bytes.max(relative)
+    }
+
+    /// Publishes the log's bytes since the last snapshot and the threshold, for operators
+    /// who wonder when the next one comes.
+    pub(crate) fn record(&self) {
+        metrics::gauge!("raft_snapshot_log_bytes").set(self.log_bytes as f64);
+        metrics::gauge!("raft_snapshot_log_threshold_bytes").set(self.threshold() as f64);
     }
 }
 

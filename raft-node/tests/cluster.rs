@@ -322,6 +322,15 @@ fn a_periodic_snapshot_waits_for_enough_log() {
         let info = c.wait_applied(id, commit, CONVERGE);
         assert_eq!(field_u64(&info, "snapshot_index"), 0, "node {id}: {info:?}");
     }
+    // What the policy counts, published every tick (50 ms).
+    std::thread::sleep(Duration::from_millis(200));
+    let m = c.metrics(leader);
+    let counted = metric_value(&m, "raft_snapshot_log_bytes");
+    assert!((10_000.0..20_000.0).contains(&counted), "{counted}");
+    assert_eq!(
+        metric_value(&m, "raft_snapshot_log_threshold_bytes"),
+        20_000.0
+    );
     write(200, 500);
     let deadline = Instant::now() + CONVERGE;
     for id in 1..=3 {
