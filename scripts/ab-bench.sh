@@ -40,6 +40,9 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
+for v in "$ROUNDS" "$REQUESTS" "$CLIENTS"; do
+    [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "not a positive integer: $v"
+done
 [ ${#SPECS[@]} -gt 0 ] || die "name at least one NAME=BINARY (see --help)"
 for tool in redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs it)"

@@ -144,17 +144,17 @@ impl Snapshots {
         // The log is compacted below this index next: the state machine must hold it
         // durably first, or a crash could leave it behind a log that no longer reaches it.
         self.kv.sync()?;
-        tracing::info!(index = %index, term = %term, keys, bytes = manifest.total_bytes(), "snapshot taken");
+        let bytes = manifest.total_bytes();
+        tracing::info!(index = %index, term = %term, keys, bytes, "snapshot taken");
         metrics::counter!("raft_snapshots_total", "kind" => "taken", "outcome" => "ok")
             .increment(1);
-        metrics::counter!("raft_snapshot_bytes_total", "kind" => "taken")
-            .increment(manifest.total_bytes());
+        metrics::counter!("raft_snapshot_bytes_total", "kind" => "taken").increment(bytes);
         let meta = SnapshotMeta {
             index,
             term,
             conf_state: conf,
         };
-        Ok(Some((meta, manifest.total_bytes())))
+        Ok(Some((meta, bytes)))
     }
 
     /// Records `meta` in the log (so a leader offers it to followers that fell behind), then
